@@ -1,0 +1,144 @@
+"""Order books as the engine sees them, and the rule that says when one may be traded on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptoarb.model import BookUpdate, Level, MarketKey
+
+
+class Book:
+    """One market's book. Bids descend, asks ascend. Mutated only through :meth:`apply`."""
+
+    __slots__ = ("asks", "bids", "exchange_ts_ms", "gapped", "received_at", "sequence", "symbol", "venue")
+
+    def __init__(self, venue: str, symbol: str) -> None:
+        self.venue = venue
+        self.symbol = symbol
+        self.bids: list[Level] = []
+        self.asks: list[Level] = []
+        self.sequence = -1
+        self.exchange_ts_ms = 0
+        self.received_at = float("-inf")
+        self.gapped = True  # no snapshot yet
+
+    @property
+    def best_bid(self) -> float:
+        return self.bids[0][0] if self.bids else 0.0
+
+    @property
+    def best_ask(self) -> float:
+        return self.asks[0][0] if self.asks else float("inf")
+
+    @property
+    def crossed(self) -> bool:
+        return bool(self.bids and self.asks and self.bids[0][0] >= self.asks[0][0])
+
+    def age(self, now: float) -> float:
+        return now - self.received_at
+
+    def apply(self, update: BookUpdate) -> bool:
+        """Apply a snapshot or delta; returns False (and marks the book gapped) on a sequence gap."""
+        if update.snapshot:
+            self.bids = list(update.bids)
+            self.asks = list(update.asks)
+            self.gapped = False
+        else:
+            start = update.sequence_start if update.sequence_start is not None else update.sequence
+            if self.gapped or start > self.sequence + 1:
+                self.gapped = True
+                return False
+            if update.sequence <= self.sequence:
+                return True  # already contained in the snapshot
+            _merge(self.bids, update.bids, descending=True)
+            _merge(self.asks, update.asks, descending=False)
+        self.sequence = update.sequence
+        self.exchange_ts_ms = update.exchange_ts_ms
+        self.received_at = update.received_at
+        return True
+
+    def mark_gapped(self) -> None:
+        self.gapped = True
+
+    def take(self, buy: bool, limit_price: float, size: float) -> list[Level]:
+        """Remove up to ``size`` at prices no worse than ``limit_price``, as a taker would.
+
+        Returns the (price, size) taken per level. Used by paper execution so that our own fills are
+        gone from the local book until the venue's next update, and never taken twice.
+        """
+        levels = self.asks if buy else self.bids
+        taken: list[Level] = []
+        remaining = size
+        while levels and remaining > 1e-15:
+            price, available = levels[0]
+            if (price > limit_price) if buy else (price < limit_price):
+                break
+            qty = min(available, remaining)
+            taken.append((price, qty))
+            remaining -= qty
+            if qty >= available:
+                levels.pop(0)
+            else:
+                levels[0] = (price, available - qty)
+        return taken
+
+
+def _merge(levels: list[Level], changes: tuple[Level, ...], *, descending: bool) -> None:
+    for price, size in changes:
+        lo, hi = 0, len(levels)
+        while lo < hi:  # binary search for price's slot
+            mid = (lo + hi) // 2
+            p = levels[mid][0]
+            if (p > price) if descending else (p < price):
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(levels) and levels[lo][0] == price:
+            if size == 0:
+                del levels[lo]
+            else:
+                levels[lo] = (price, size)
+        elif size != 0:
+            levels.insert(lo, (price, size))
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """How old a book may be (seconds) before it stops being tradeable."""
+
+    max_age: float = 2.0
+
+
+def tradeable(book: Book | None, now: float, freshness: Freshness) -> str | None:
+    """``None`` when the book may be traded on, else the reason it may not ("stale_book", ...)."""
+    if book is None or book.gapped or not book.bids or not book.asks:
+        return "stale_book"
+    if book.crossed:
+        return "crossed_book"
+    if now - book.received_at > freshness.max_age:
+        return "stale_book"
+    return None
+
+
+class BookStore:
+    """Every book the engine holds, keyed by (venue, symbol)."""
+
+    def __init__(self) -> None:
+        self._books: dict[MarketKey, Book] = {}
+
+    def get(self, key: MarketKey) -> Book | None:
+        return self._books.get(key)
+
+    def apply(self, update: BookUpdate) -> Book:
+        key = (update.venue, update.symbol)
+        book = self._books.get(key)
+        if book is None:
+            book = self._books[key] = Book(update.venue, update.symbol)
+        book.apply(update)
+        return book
+
+    def __len__(self) -> int:
+        return len(self._books)
+
+    def __iter__(self):
+        return iter(self._books.values())

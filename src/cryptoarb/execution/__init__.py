@@ -1,0 +1,1 @@
+"""Executors: turn an opportunity's plan into orders and fills (paper or live)."""

@@ -1,0 +1,1 @@
+"""Venues: the IO boundary to exchanges (real, simulated or recorded)."""

@@ -61,6 +61,12 @@ class PaperSettings(_Section):
     latency_ms: float = Field(50.0, ge=0, description="venue latency added to measured internal latency")
 
 
+class ExecutionSettings(_Section):
+    failed_leg_policy: Literal["unwind", "hold"] = Field(
+        "unwind", description="after a leg fails or fills partly: convert stranded assets back, or hold them")
+    unwind_slippage_bps: float = Field(50.0, ge=0, description="worst price an unwind accepts, vs the best")
+
+
 class StorageSettings(_Section):
     backend: Literal["sqlite"] = "sqlite"
     sqlite_file: str = "cryptoarb.sqlite"
@@ -71,6 +77,47 @@ class StorageSettings(_Section):
 class NotifySettings(_Section):
     console: bool = True
     status_interval_s: float = Field(5.0, gt=0, description="plain status line period without a terminal")
+
+
+class DiscordEventSettings(_Section):
+    """Which events are posted to Discord."""
+
+    opportunity: bool = True
+    rejection: bool = False
+    trade: bool = True
+    fill: bool = True
+    failed_leg: bool = True
+    risk: bool = True
+    connection: bool = True
+    error: bool = True
+    daily_summary: bool = True
+    other: bool = True
+
+
+class DiscordSettings(_Section):
+    """The webhook is on when CRYPTOARB_SECRETS__DISCORD_WEBHOOK_URL is set, the bot when the token is."""
+
+    username: str = "cryptoarb"
+    guild_id: int | None = None
+    channel_id: int | None = None
+    admin_user_ids: list[int] = Field(default_factory=list, description="may pause, resume, kill, see config")
+    admin_role_id: int | None = None
+    restrict_reads: bool = False
+    reader_user_ids: list[int] = Field(default_factory=list)
+    reader_role_id: int | None = None
+    command_prefix: str = "!"
+    prefix_commands: bool = False
+    sync_commands: bool = True
+    kill_confirm_s: float = Field(60.0, gt=0)
+    daily_summary_hour_utc: int | None = Field(0, ge=0, le=23)
+    aggregate_window_s: float = Field(10.0, ge=0)
+    max_queue: int = Field(500, ge=1)
+    max_attempts: int = Field(6, ge=1)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    request_timeout_s: float = Field(10.0, gt=0)
+    close_timeout_s: float = Field(5.0, gt=0)
+    events: DiscordEventSettings = DiscordEventSettings()
 
 
 class Secrets(_Section):
@@ -98,8 +145,10 @@ class Settings(BaseSettings):
     detector: DetectorSettings = DetectorSettings()
     risk: RiskSettings = RiskSettings()
     paper: PaperSettings = PaperSettings()
+    execution: ExecutionSettings = ExecutionSettings()
     storage: StorageSettings = StorageSettings()
     notify: NotifySettings = NotifySettings()
+    discord: DiscordSettings = DiscordSettings()
     secrets: Secrets = Secrets()
 
     @field_validator("venues")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cryptoarb.commands import EventHistory
 from cryptoarb.config import Settings
 from cryptoarb.engine import Engine
 from cryptoarb.looplag import LoopLagMonitor
@@ -22,6 +23,7 @@ from cryptoarb.model import Event
 from cryptoarb.notify.base import NotifierHub
 from cryptoarb.notify.console import ConsoleNotifier
 from cryptoarb.notify.view import StatusView
+from cryptoarb.remote import RemoteSession
 from cryptoarb.status import EngineStatus
 from cryptoarb.storage.sqlite import SqliteStore
 from cryptoarb.storage.writer import StoreWriter
@@ -84,17 +86,23 @@ async def run_demo(settings: Settings, duration_s: float, *, speed: float = 1.0,
     await store.migrate()
     writer = StoreWriter(store, settings.storage.batch_size, settings.storage.flush_interval_s)
     hub = NotifierHub([ConsoleNotifier(console)])
+    history = EventHistory()
 
     def publish(event: Event) -> None:
         writer.submit(event)
+        history.record(event)
         hub.publish(event)
 
     engine = Engine(settings, {venue.name: venue}, markets, publish)
     lag = LoopLagMonitor()
     wall_start = time.monotonic()
     clock = {"now": 0.0}
-    view = StatusView(lambda: engine_status(engine, lag, clock["now"], wall_start, str(db_path), "paper"),
-                      console, plain_interval_s=settings.notify.status_interval_s)
+
+    def status() -> EngineStatus:
+        return engine_status(engine, lag, clock["now"], wall_start, str(db_path), "paper")
+
+    view = StatusView(status, console, plain_interval_s=settings.notify.status_interval_s)
+    remote = RemoteSession(settings, engine, hub, history, status, venue.now)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,10 +113,11 @@ async def run_demo(settings: Settings, duration_s: float, *, speed: float = 1.0,
                   asyncio.create_task(lag.run(), name="loop-lag")]
     if live_view:
         background.append(asyncio.create_task(view.run(), name="status-view"))
+    await remote.start()
     try:
         async for batch in venue.stream_books():
             now = clock["now"] = venue.now()
-            engine.on_batch(batch, now)
+            engine.on_batch(batch, now, venue.name)
             engine.run_due(now)
             if stop.is_set() or (now >= duration_s and engine.pending == 0):
                 break
@@ -120,6 +129,7 @@ async def run_demo(settings: Settings, duration_s: float, *, speed: float = 1.0,
                 loop.remove_signal_handler(sig)
         for task in background[2:]:
             task.cancel()
+        await remote.close()
         await hub.close()
         await writer.close()
         for task in background:

@@ -72,7 +72,9 @@ class Engine:
             daily_loss_limit_usd=settings.risk.daily_loss_limit_usd))
         self.ledger = Ledger(settings.balances)
         self.pricer = UsdPricer(self.books, set(self.markets))
-        self.executor = PaperExecutor(self.books, self.markets, self.venues)
+        self.executor = PaperExecutor(self.books, self.markets, self.venues,
+                                      failed_leg_policy=settings.execution.failed_leg_policy,
+                                      unwind_slippage_bps=settings.execution.unwind_slippage_bps)
         self.latency_s = settings.paper.latency_ms / 1000.0
         self.counters = Counters()
         self._due: list[tuple[float, int, Opportunity]] = []
@@ -84,7 +86,10 @@ class Engine:
         self.accepting = True
 
     # -- hot path ------------------------------------------------------------------------------
-    def on_batch(self, batch: Iterable[BookUpdate], now: float) -> None:
+    def on_batch(self, batch: Iterable[BookUpdate], now: float, venue: str | None = None) -> None:
+        """Apply a batch from one venue's stream; a batch, even empty, proves that stream alive at ``now``."""
+        if venue is not None:
+            self.books.liveness(venue).alive_at = now
         for update in batch:
             self.on_update(update, now)
 

@@ -59,3 +59,16 @@ def test_store_creates_books_on_first_update():
     store = BookStore()
     store.apply(snap(1, [(1.0, 1.0)], [(2.0, 1.0)]))
     assert len(store) == 1 and store.get(("v", "A-B")).best_ask == 2.0
+
+
+def test_quiet_book_on_a_live_stream_stays_fresh_until_the_stream_goes_quiet():
+    store = BookStore()
+    book = store.apply(snap(1, [(100.0, 1.0)], [(101.0, 1.0)], at=0.0))
+    freshness = Freshness(2.0)
+    assert tradeable(book, 5.0, freshness) == "stale_book"  # unchanged and nothing proves the stream alive
+    store.liveness("v").alive_at = 4.5  # another book's message arrived on the same stream
+    assert tradeable(book, 5.0, freshness) is None
+    assert tradeable(book, 7.0, freshness) == "stale_book"  # the stream itself went quiet
+    book.mark_gapped()
+    store.liveness("v").alive_at = 7.0
+    assert tradeable(book, 7.0, freshness) == "stale_book"  # alive but gapped is never tradeable

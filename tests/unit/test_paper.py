@@ -82,3 +82,32 @@ def test_fee_charged_in_received_asset_on_buys():
     executor, _, _ = setup({"A-USDT": ([(9.0, 1.0)], [(10.0, 5.0)])}, fee_currency="received")
     (result,) = executor.execute(plan(leg("A-USDT", Side.BUY, "10", "2", "USDT", "A"), input_="30"), 0.0)
     assert [(f.fee, f.fee_asset) for f in result.fills] == [(D("0.002"), "A")]
+
+
+def test_failed_leg_is_unwound_back_to_the_start_asset_within_the_slippage_cap():
+    books = {"A-USDT": ([(9.98, 0.5), (9.96, 10.0), (9.0, 10.0)], [(10.0, 5.0)]),
+             "A-B": ([(0.6, 1.0)], [(0.9, 1.0)])}
+    executor, _, _ = setup(books)
+    opp = plan(leg("A-USDT", Side.BUY, "10", "2", "USDT", "A"),
+               leg("A-B", Side.SELL, "0.7", "2", "A", "B"), input_="20.02")
+    results = executor.execute(opp, 0.0)
+    bought, failed, unwind = results
+    assert bought.status is OrderStatus.FILLED and failed.status is OrderStatus.CANCELED
+    assert unwind.order.client_oid == "op1-U2" and unwind.order.side is Side.SELL
+    assert unwind.order.symbol == "A-USDT" and unwind.order.size == D("2.00")
+    # 50 bps under the 9.98 best bid is 9.9301 -> 9.94 on the 0.01 tick: the 9.0 level is never touched
+    assert unwind.order.price == D("9.94")
+    assert [(f.price, f.size) for f in unwind.fills] == [(D("9.98"), D("0.50")), (D("9.96"), D("1.50"))]
+    assert all(f.opportunity_id == "op1" for f in unwind.fills)
+
+
+def test_hold_policy_keeps_the_stranded_asset():
+    store = BookStore()
+    markets = {}
+    for symbol, (bids, asks) in {"A-USDT": ([(9.98, 5.0)], [(10.0, 5.0)]), "A-B": ([(0.6, 1.0)], [(0.9, 1.0)])}.items():
+        store.apply(BookUpdate("v", symbol, tuple(bids), tuple(asks), 1, 0, 0.0))
+        markets[("v", symbol)] = market(symbol)
+    executor = PaperExecutor(store, markets, {}, failed_leg_policy="hold")
+    opp = plan(leg("A-USDT", Side.BUY, "10", "2", "USDT", "A"),
+               leg("A-B", Side.SELL, "0.7", "2", "A", "B"), input_="20.02")
+    assert [r.order.client_oid for r in executor.execute(opp, 0.0)] == ["op1-L0", "op1-L1"]

@@ -7,14 +7,30 @@ from dataclasses import dataclass
 from cryptoarb.model import BookUpdate, Level, MarketKey
 
 
+class StreamLiveness:
+    """When the stream a book arrives on last proved alive (any message, a pong).
+
+    Feeds such as KuCoin's level2 push nothing for a book that did not change, so a quiet book on a
+    live, sequence-consistent stream is current; its freshness is the later of its last change and
+    its stream's last sign of life.
+    """
+
+    __slots__ = ("alive_at",)
+
+    def __init__(self) -> None:
+        self.alive_at = float("-inf")
+
+
 class Book:
-    """One market's book. Bids descend, asks ascend. Mutated only through :meth:`apply`."""
+    """One market's book. Bids descend, asks ascend. Mutated only through :meth:`apply` and :meth:`take`."""
 
-    __slots__ = ("asks", "bids", "exchange_ts_ms", "gapped", "received_at", "sequence", "symbol", "venue")
+    __slots__ = ("asks", "bids", "exchange_ts_ms", "gapped", "liveness", "received_at", "sequence", "symbol",
+                 "venue")
 
-    def __init__(self, venue: str, symbol: str) -> None:
+    def __init__(self, venue: str, symbol: str, liveness: StreamLiveness | None = None) -> None:
         self.venue = venue
         self.symbol = symbol
+        self.liveness = liveness
         self.bids: list[Level] = []
         self.asks: list[Level] = []
         self.sequence = -1
@@ -35,7 +51,9 @@ class Book:
         return bool(self.bids and self.asks and self.bids[0][0] >= self.asks[0][0])
 
     def age(self, now: float) -> float:
-        return now - self.received_at
+        """Seconds since the book was last known to be current."""
+        alive = self.liveness.alive_at if self.liveness is not None else float("-inf")
+        return now - max(self.received_at, alive)
 
     def apply(self, update: BookUpdate) -> bool:
         """Apply a snapshot or delta; returns False (and marks the book gapped) on a sequence gap."""
@@ -115,7 +133,7 @@ def tradeable(book: Book | None, now: float, freshness: Freshness) -> str | None
         return "stale_book"
     if book.crossed:
         return "crossed_book"
-    if now - book.received_at > freshness.max_age:
+    if book.age(now) > freshness.max_age:
         return "stale_book"
     return None
 
@@ -125,15 +143,23 @@ class BookStore:
 
     def __init__(self) -> None:
         self._books: dict[MarketKey, Book] = {}
+        self._liveness: dict[str, StreamLiveness] = {}
 
     def get(self, key: MarketKey) -> Book | None:
         return self._books.get(key)
+
+    def liveness(self, venue: str) -> StreamLiveness:
+        """The liveness of ``venue``'s book stream; its feed sets ``alive_at`` on every message."""
+        live = self._liveness.get(venue)
+        if live is None:
+            live = self._liveness[venue] = StreamLiveness()
+        return live
 
     def apply(self, update: BookUpdate) -> Book:
         key = (update.venue, update.symbol)
         book = self._books.get(key)
         if book is None:
-            book = self._books[key] = Book(update.venue, update.symbol)
+            book = self._books[key] = Book(update.venue, update.symbol, self.liveness(update.venue))
         book.apply(update)
         return book
 

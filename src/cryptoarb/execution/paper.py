@@ -5,12 +5,17 @@ Each leg is a limit IOC order at the plan's price. The engine calls :meth:`Paper
 partly or not at all, exactly as live. Legs run sequentially: each leg spends what the previous leg
 actually delivered. Venue rules (minimum size and funds, lot) are enforced as the venue would.
 Fees are charged in the currency the market charges them in.
+
+When a leg fails or fills partly, the asset it leaves stranded is handled by the failed-leg policy:
+``unwind`` sells it back along the cycle's own markets, in reverse, with limit IOC orders no worse than
+``unwind_slippage_bps`` from the best price; ``hold`` keeps it. Unwind orders are booked against the
+opportunity (client order ids ``<opportunity>-U<n>``). Dust below a market's minimums is kept.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from cryptoarb.core.books import BookStore
 from cryptoarb.model import (
@@ -27,6 +32,8 @@ from cryptoarb.model import (
 from cryptoarb.venues.base import LiquidityConsumer, Venue
 
 ZERO = Decimal(0)
+UNLIMITED = Decimal("Infinity")
+UNWIND_LEG_BASE = 100
 
 
 def client_oid(opportunity_id: str, leg_index: int) -> str:
@@ -39,22 +46,69 @@ def _floor(value: Decimal, increment: Decimal) -> Decimal:
 
 
 class PaperExecutor:
-    def __init__(self, books: BookStore, markets: Mapping[MarketKey, Market],
-                 venues: Mapping[str, Venue]) -> None:
+    def __init__(self, books: BookStore, markets: Mapping[MarketKey, Market], venues: Mapping[str, Venue],
+                 *, failed_leg_policy: str = "unwind", unwind_slippage_bps: float = 50.0) -> None:
         self._books = books
         self._markets = markets
         self._venues = venues
+        self._policy = failed_leg_policy
+        self._unwind_slippage = Decimal(repr(unwind_slippage_bps)) / 10_000
 
     def execute(self, opportunity: Opportunity, now: float) -> tuple[OrderResult, ...]:
         results: list[OrderResult] = []
+        stranded: list[tuple[int, Decimal]] = []  # (index of the leg whose output is stuck, amount)
         available = opportunity.input
         for index, leg in enumerate(opportunity.legs):
-            result = self._fill_leg(opportunity.id, index, leg, available, now)
+            result = self._fill_leg(opportunity.id, client_oid(opportunity.id, index), index, leg, available, now)
+            results.append(result)
+            leftover = available - self._spent(leg, result)
+            if index > 0 and leftover > 0:
+                stranded.append((index - 1, leftover))
+            if not result.fills:
+                break
+            available = self._delivered(leg, result)
+        if self._policy == "unwind":
+            for leg_index, amount in stranded:
+                results.extend(self._unwind(opportunity, leg_index, amount, now, len(results)))
+        return tuple(results)
+
+    def _unwind(self, opportunity: Opportunity, leg_index: int, amount: Decimal, now: float,
+                counter: int) -> list[OrderResult]:
+        """Sell ``amount`` of leg ``leg_index``'s output back to the start asset, leg by leg in reverse."""
+        results: list[OrderResult] = []
+        for leg in reversed(opportunity.legs[: leg_index + 1]):
+            market = self._markets[(leg.venue, leg.symbol)]
+            book = self._books.get(market.key)
+            side = Side.SELL if leg.side is Side.BUY else Side.BUY
+            if book is None or not (book.bids if side is Side.SELL else book.asks):
+                break
+            limit = self._unwind_limit(market, side, book.best_bid if side is Side.SELL else book.best_ask)
+            back = PlannedLeg(leg.venue, leg.symbol, side, limit, UNLIMITED, amount, ZERO, ZERO, "",
+                              leg.asset_out, leg.asset_in, 0.0)
+            n = counter + len(results)
+            result = self._fill_leg(opportunity.id, f"{opportunity.id}-U{n}", UNWIND_LEG_BASE + n, back, amount,
+                                    now)
+            if result.status is OrderStatus.REJECTED:
+                break  # dust under the venue's minimums: kept
             results.append(result)
             if not result.fills:
-                break  # stranded: later legs have nothing to spend
-            available = self._delivered(leg, result)
-        return tuple(results)
+                break
+            amount = self._delivered(back, result)
+        return results
+
+    def _unwind_limit(self, market: Market, side: Side, best: float) -> Decimal:
+        best_d = Decimal(repr(best))
+        if side is Side.SELL:  # rounding the limit towards the best price keeps it inside the cap
+            raw, rounding = best_d * (1 - self._unwind_slippage), ROUND_CEILING
+        else:
+            raw, rounding = best_d * (1 + self._unwind_slippage), ROUND_FLOOR
+        return (raw / market.price_tick).to_integral_value(rounding=rounding) * market.price_tick
+
+    def _spent(self, leg: PlannedLeg, result: OrderResult) -> Decimal:
+        if leg.side is Side.SELL:
+            return result.filled_size
+        return sum((f.price * f.size + (f.fee if f.fee_asset == leg.asset_in else ZERO) for f in result.fills),
+                   ZERO)
 
     def _delivered(self, leg: PlannedLeg, result: OrderResult) -> Decimal:
         got = ZERO
@@ -64,7 +118,7 @@ class PaperExecutor:
                 got -= fill.fee
         return got
 
-    def _fill_leg(self, opportunity_id: str, index: int, leg: PlannedLeg, available: Decimal,
+    def _fill_leg(self, opportunity_id: str, oid: str, index: int, leg: PlannedLeg, available: Decimal,
                   now: float) -> OrderResult:
         market = self._markets[(leg.venue, leg.symbol)]
         fee_rate = market.taker_fee
@@ -73,7 +127,7 @@ class PaperExecutor:
         else:
             budget = available / (1 + fee_rate) if market.fee_currency == "quote" else available
             size = min(leg.size, _floor(budget / leg.limit_price, market.size_increment))
-        order = Order(client_oid(opportunity_id, index), opportunity_id, index, leg.venue, leg.symbol,
+        order = Order(oid, opportunity_id, index, leg.venue, leg.symbol,
                       leg.side, leg.limit_price, size, created_at=now)
         if not market.enabled:
             return OrderResult(order, OrderStatus.REJECTED, reason="market disabled")

@@ -54,5 +54,6 @@ class Venue(Protocol):
 class LiquidityConsumer(Protocol):
     """A venue whose book paper fills may take from (simulated venues), so two bots can't both take it."""
 
-    def consume(self, symbol: str, side: Side, limit_price: Decimal, size: Decimal) -> None:
+    def consume(self, symbol: str, side: Side, limit_price: Decimal, size: Decimal) -> list[tuple[float, float]]:
+        """Take liquidity as a taker order would; returns the (price, size) taken."""
         ...

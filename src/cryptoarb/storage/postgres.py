@@ -1,0 +1,318 @@
+"""``PostgresStore``: the same schema and migrations as SQLite, on PostgreSQL through asyncpg.
+
+Append-only tables (ticks, book snapshots, rejections, balances, events) are written with ``COPY``
+(binary, one round trip per table per batch); keyed tables (opportunities, orders, fills,
+executions, recordings) go through the shared ``INSERT ... ON CONFLICT`` so a replayed batch stays
+idempotent, pipelined in one ``executemany``. Every batch is one transaction.
+
+Time series are partitioned by day: TimescaleDB hypertables (1-day chunks) when the extension is
+installed in the database, otherwise native range partitions created on demand before a batch that
+needs them. Writes have a connection of their own and reads a pool, so no number of readers can keep
+the writer waiting (and MVCC shows readers committed batches only).
+
+``schema`` puts every table in its own PostgreSQL schema (created if missing): tests and several
+deployments can share one database without colliding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import time
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from cryptoarb.storage.base import Batch, ExecutionRecord, Row, StoreError
+from cryptoarb.storage.schema import (
+    DAY_S,
+    MIGRATIONS,
+    POSTGRES,
+    POSTGRES_TIMESCALE,
+    TABLES,
+    TIME_SERIES,
+    Dialect,
+    create_partition_sql,
+    insert_sql,
+    partition_name,
+    schema_version_sql,
+)
+
+_INSERT_SQL = {name: insert_sql(table, POSTGRES) for name, table in TABLES.items()}
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# Arbitrary constants: one lock serialises migrations, the other partition creation, across processes.
+_MIGRATION_LOCK = 0x63617262_01
+_PARTITION_LOCK = 0x63617262_02
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced, safe to print."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", dsn)
+
+
+async def pg_unavailable(dsn: str, timeout_s: float = 5.0) -> str | None:
+    """Why no PostgreSQL server answers at ``dsn`` (``None`` when one does)."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"no PostgreSQL server at {mask_dsn(dsn)}: {type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, *, schema: str | None = None, min_connections: int = 1,
+                 max_connections: int = 4, command_timeout_s: float = 60.0) -> None:
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise StoreError(f"schema name {schema!r} must be lower-case letters, digits and _")
+        self.dsn = dsn
+        self.schema = schema
+        self._min = min_connections
+        self._max = max(max_connections, min_connections)
+        self._command_timeout_s = command_timeout_s
+        self._pool: asyncpg.Pool | None = None
+        self._write_pool: asyncpg.Pool | None = None
+        self._timescale: bool | None = None
+        self._partitions: dict[str, set[int]] = {}
+
+    @property
+    def location(self) -> str:
+        return mask_dsn(self.dsn) + (f" (schema {self.schema})" if self.schema else "")
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            settings = await self._prepare()
+            pools: list[asyncpg.Pool] = []
+            try:
+                for size in (1, self._max):
+                    pools.append(await asyncpg.create_pool(
+                        self.dsn, min_size=min(self._min, size), max_size=size, server_settings=settings,
+                        command_timeout=self._command_timeout_s))
+            except BaseException:
+                for pool in pools:
+                    await pool.close()
+                raise
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot connect to {mask_dsn(self.dsn)}: {exc}") from exc
+        self._write_pool, self._pool = pools
+
+    async def _prepare(self) -> dict[str, str]:
+        """Detect TimescaleDB, create the schema; returns the sessions' settings."""
+        conn = await asyncpg.connect(self.dsn, timeout=self._command_timeout_s)
+        try:
+            ext_schema = await conn.fetchval(
+                "SELECT extnamespace::regnamespace::text FROM pg_extension WHERE extname = 'timescaledb'")
+            self._timescale = ext_schema is not None
+            if self.schema:
+                with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
+                    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+        finally:
+            await conn.close()
+        settings = {"application_name": "cryptoarb"}
+        if self.schema:
+            # Only our schema (plus TimescaleDB's, for create_hypertable): an unqualified name must
+            # never fall through to another deployment's table in public.
+            settings["search_path"] = ", ".join([self.schema, *([ext_schema] if ext_schema else [])])
+        return settings
+
+    async def close(self) -> None:
+        pools = [p for p in (self._pool, self._write_pool) if p is not None]
+        self._pool = self._write_pool = None
+        for pool in pools:
+            await pool.close()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """Connections for reads."""
+        if self._pool is None:
+            raise StoreError(f"store {self.location} is not open")
+        return self._pool
+
+    @property
+    def write_pool(self) -> asyncpg.Pool:
+        """The one connection writes (batches, migrations) use."""
+        if self._write_pool is None:
+            raise StoreError(f"store {self.location} is not open")
+        return self._write_pool
+
+    @property
+    def dialect(self) -> Dialect:
+        return POSTGRES_TIMESCALE if self._timescale else POSTGRES
+
+    @property
+    def timescale(self) -> bool:
+        return bool(self._timescale)
+
+    async def drop_schema(self) -> None:
+        """Drop this store's schema and everything in it (tests, throwaway deployments)."""
+        if not self.schema:
+            raise StoreError("refusing to drop a store without its own schema")
+        await self.write_pool.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        self._partitions.clear()
+
+    # -- migrations ----------------------------------------------------------------------------
+    async def schema_version(self) -> int:
+        async with self.pool.acquire() as conn:
+            return await self._version(conn)
+
+    async def _version(self, conn: asyncpg.Connection) -> int:
+        exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+        if not exists:
+            return 0
+        return int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+    async def migrate(self) -> int:
+        dialect = self.dialect
+        async with self.write_pool.acquire() as conn, conn.transaction():
+            # Transactional DDL plus one lock: concurrent migrators apply each step exactly once.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(schema_version_sql(dialect))
+            current = await self._version(conn)
+            for migration in MIGRATIONS:
+                if migration.version <= current:
+                    continue
+                for statement in migration.statements(dialect):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_version (version, description, applied_at) VALUES ($1, $2, $3)",
+                    migration.version, migration.description, time.time())
+                current = migration.version
+        self._partitions.clear()
+        return current
+
+    # -- writes --------------------------------------------------------------------------------
+    async def write_batch(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        async with self.write_pool.acquire() as conn:
+            await self._ensure_partitions(conn, batch)
+            async with conn.transaction():
+                await self.write_rows(conn, batch)
+
+    async def write_rows(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        """Every row of ``batch`` on ``conn``, inside the caller's transaction."""
+        for table, rows in batch.tables():
+            spec = TABLES[table]
+            if spec.conflict is not None:
+                await conn.executemany(_INSERT_SQL[table], rows)
+            else:
+                await conn.copy_records_to_table(table, records=rows, columns=spec.insert_columns)
+
+    async def _ensure_partitions(self, conn: asyncpg.Connection, batch: Batch) -> None:
+        if self._timescale:
+            return  # TimescaleDB makes its chunks itself
+        needed: dict[str, set[int]] = {}
+        for table in TIME_SERIES:
+            rows = batch.rows.get(table)
+            if not rows:
+                continue
+            position = TABLES[table].insert_columns.index(TABLES[table].time_column)
+            days = {math.floor(row[position] / DAY_S) for row in rows}
+            known = await self._known_partitions(conn, table)
+            if missing := days - known:
+                needed[table] = missing
+        if not needed:
+            return
+        # Its own transaction, so a failed batch does not roll back partitions another writer saw made.
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_LOCK)
+            for table, days in needed.items():
+                attached = set(await self._partition_names(conn, table))
+                for day in sorted(days):
+                    if partition_name(table, day) not in attached:  # another writer may have made it
+                        for statement in create_partition_sql(table, day):
+                            await conn.execute(statement)
+        for table, days in needed.items():
+            self._partitions[table] |= days
+
+    async def _known_partitions(self, conn: asyncpg.Connection, table: str) -> set[int]:
+        known = self._partitions.get(table)
+        if known is None:
+            known = self._partitions[table] = {
+                day for name in await self._partition_names(conn, table)
+                if (day := _partition_day(table, name)) is not None}
+        return known
+
+    async def _partition_names(self, conn: asyncpg.Connection, table: str) -> list[str]:
+        rows = await conn.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = to_regclass($1)", table)
+        return sorted(r[0] for r in rows)
+
+    # -- reads ---------------------------------------------------------------------------------
+    async def count(self, table: str) -> int:
+        if table not in TABLES:
+            raise StoreError(f"unknown table {table!r}")
+        return int(await self.pool.fetchval(f"SELECT COUNT(*) FROM {table}"))
+
+    async def trades_count(self) -> int:
+        return int(await self.pool.fetchval("SELECT COUNT(*) FROM fills"))
+
+    async def pnl_usd(self, since: float | None = None) -> float:
+        sql = "SELECT COALESCE(SUM(realized_profit_usd), 0.0) FROM executions"
+        if since is None:
+            return float(await self.pool.fetchval(sql))
+        return float(await self.pool.fetchval(sql + " WHERE at >= $1", since))
+
+    async def recent_executions(self, n: int) -> list[ExecutionRecord]:
+        rows = await self.pool.fetch(
+            "SELECT e.opportunity_id, o.kind, o.path, e.realized_profit, e.realized_profit_usd, "
+            "e.fees_usd, e.mode, e.at FROM executions e "
+            "LEFT JOIN opportunities o ON o.id = e.opportunity_id "
+            "ORDER BY e.at DESC, e.opportunity_id DESC LIMIT $1", n)
+        return [
+            ExecutionRecord(
+                opportunity_id=r[0], kind=r[1] or "", path=tuple(json.loads(r[2])) if r[2] else (),
+                realized_profit=Decimal(r[3]), realized_profit_usd=r[4], fees_usd=r[5], mode=r[6], at=r[7])
+            for r in rows
+        ]
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Rows of a read-only query as plain tuples (reports, the replay of stored recordings)."""
+        return [tuple(r) for r in await self.pool.fetch(sql, *args)]
+
+    async def partitions(self, table: str) -> list[str]:
+        """Native partitions (or TimescaleDB chunks) of a time-series ``table``."""
+        if table not in TIME_SERIES:
+            raise StoreError(f"{table!r} is not a time-series table")
+        async with self.pool.acquire() as conn:
+            if self._timescale:
+                rows = await conn.fetch("SELECT chunk_name FROM timescaledb_information.chunks "
+                                        "WHERE hypertable_name = $1 ORDER BY chunk_name", table)
+                return [r[0] for r in rows]
+            return await self._partition_names(conn, table)
+
+    async def size_bytes(self) -> int:
+        """On-disk size of every table of this store, partitions and indexes included."""
+        schema = self.schema or "public"
+        size = int(await self.pool.fetchval(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
+            schema))
+        if self._timescale:  # chunks live in TimescaleDB's own schema
+            size += int(await self.pool.fetchval(
+                "SELECT COALESCE(SUM(hypertable_size(format('%I.%I', hypertable_schema, hypertable_name)"
+                "::regclass)), 0) FROM timescaledb_information.hypertables WHERE hypertable_schema = $1",
+                schema))
+        return size
+
+
+def _partition_day(table: str, name: str) -> int | None:
+    match = re.fullmatch(rf"{re.escape(table)}_([pm])(\d+)", name)
+    if match is None:
+        return None
+    day = int(match.group(2))
+    return day if match.group(1) == "p" else -day
+

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import discord
 import discord.ext.test as dpytest
 import pytest
 from fake_discord import FakeControls, execution, opportunity
 
-import discord
 from cryptoarb.commands import AccessPolicy, CommandLayer
 from cryptoarb.notify import Notifier
 from cryptoarb.notify.discord_bot import DiscordBot, KillConfirmView

@@ -54,7 +54,7 @@ def test_demo_trades_stores_and_is_deterministic(tmp_path):
 
 
 def test_demo_in_real_time_for_a_few_seconds(tmp_path):
-    summary, result = run_demo(tmp_path, "--duration", "3", "--seed", "3")
+    summary, _ = run_demo(tmp_path, "--duration", "3", "--seed", "3")
     assert 2.5 <= summary["wall_s"] < 30
     assert summary["updates"] > 1000
     assert summary["loop_lag_ms_p99"] < 250

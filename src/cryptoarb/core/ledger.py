@@ -24,7 +24,8 @@ class Ledger:
     def free(self, venue: str, asset: str) -> Decimal:
         return self._free.get((venue, asset), ZERO)
 
-    def deltas(self, fills: Iterable[Fill], markets: Mapping[tuple[str, str], Market]) -> dict[tuple[str, str], Decimal]:
+    def deltas(self, fills: Iterable[Fill],
+               markets: Mapping[tuple[str, str], Market]) -> dict[tuple[str, str], Decimal]:
         """What ``fills`` change, per (venue, asset), fees included in the asset they are charged in."""
         out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for fill in fills:

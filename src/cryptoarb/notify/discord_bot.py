@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import aiohttp
+import discord
+from discord import app_commands
 from discord.ext import commands
 from pydantic import SecretStr
 
-import discord
 from cryptoarb.commands import COMMANDS, USAGE, Caller, CommandLayer, CommandResult
 from cryptoarb.notify.aggregate import (
     Outgoing,
@@ -39,7 +40,6 @@ from cryptoarb.notify.discord_webhook import (
     result_embed,
     run_daily_summaries,
 )
-from discord import app_commands
 
 log = logging.getLogger("cryptoarb.discord")
 

@@ -106,6 +106,100 @@ def _print_summary(summary: Any) -> None:
     out.print(table)
 
 
+@app.command()
+def scan(
+    symbols: Annotated[Path | None, typer.Option(help="Saved /api/v2/symbols response (JSON).", dir_okay=False)] = None,
+    tickers: Annotated[Path | None, typer.Option(help="Saved /api/v1/market/allTickers response.",
+                                                 dir_okay=False)] = None,
+    fees: Annotated[Path | None, typer.Option(help="Saved /api/v1/trade-fees response (per-pair taker fees).",
+                                              dir_okay=False)] = None,
+    books: Annotated[Path | None, typer.Option(help="Directory of level2_100 responses named SYMBOL.json; "
+                                               "without it sizes are limited to top-of-book sizes.",
+                                               file_okay=False)] = None,
+    sim: Annotated[bool, typer.Option("--sim", help="Scan the simulated exchange instead of files.")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of the simulated exchange (with --sim).")] = None,
+    at: Annotated[float, typer.Option(min=0, help="Simulated seconds to run before the snapshot (with --sim).")]
+    = 10.0,
+    min_profit_bps: Annotated[float | None, typer.Option(
+        help="Top-of-book net return after fees (bps) a cycle needs to be sized; default detector.min_return_bps.")]
+    = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show in the table.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array on stdout, one object per opportunity.")]
+    = False,
+    config: ConfigOption = None,
+) -> None:
+    """Evaluate every cycle on one snapshot and size the profitable ones on depth (no trading).
+
+    Offline from saved KuCoin REST responses (--symbols and --tickers, optionally --fees and --books), or
+    from the simulated exchange with --sim.
+    """
+    from cryptoarb.scan import opportunity_json, scan_snapshot
+
+    settings = settings_or_exit(config, **{"sim.seed": seed})
+    if sim == (symbols is not None or tickers is not None):
+        raise fail("give either --symbols and --tickers (saved responses) or --sim", EXIT_USAGE)
+    if sim:
+        markets, snapshot, now = _sim_snapshot(settings, at)
+    else:
+        if symbols is None or tickers is None:
+            raise fail("--symbols and --tickers are both needed", EXIT_USAGE)
+        markets, snapshot, now = _file_snapshot(symbols, tickers, fees, books)
+    result = scan_snapshot(markets, snapshot, now, settings, min_profit_bps)
+    if as_json:
+        print(json.dumps([opportunity_json(o) for o in result.opportunities], separators=(",", ":")))
+        return
+    _print_scan(result, limit)
+
+
+def _file_snapshot(symbols: Path, tickers: Path, fees: Path | None, books: Path | None):
+    from cryptoarb.venues.kucoin import files
+
+    try:
+        fee_rates = files.ticker_fees(tickers)
+        if fees is not None:
+            fee_rates.update(files.read_fees(fees))
+        markets = files.read_symbols(symbols, fee_rates)
+        now, snapshot = files.read_tickers(tickers)
+        known = {m.symbol for m in markets}
+        if not known & {b.symbol for b in snapshot}:
+            raise files.ResponseFileError(f"{tickers}: no ticker matches a symbol in {symbols}")
+        if books is not None:
+            for path in sorted(books.glob("*.json")):
+                if path.stem not in known:
+                    raise files.ResponseFileError(f"{path}: {path.stem} is not a symbol in {symbols}")
+                snapshot.append(files.read_book(path, path.stem, now))
+    except files.ResponseFileError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    return markets, snapshot, now
+
+
+def _sim_snapshot(settings: Settings, at: float):
+    from cryptoarb.venues.sim import SimMarket, build_universe
+
+    universe = build_universe(settings.sim)
+    market = SimMarket(universe, settings.sim)
+    while market.time < at:
+        market.step()
+    return universe.markets, [market.book(symbol) for symbol in universe.symbols], market.time
+
+
+def _print_scan(result: Any, limit: int) -> None:
+    from cryptoarb.scan import text
+
+    out = Console()
+    table = Table(title=f"{len(result.opportunities)} opportunities: {result.markets} markets, {result.cycles} cycles, "
+                        f"{result.candidates} above the threshold")
+    for column in ("path", "legs", "bps", "input", "profit", "USD"):
+        table.add_column(column, justify="right" if column in ("bps", "input", "profit", "USD") else "left")
+    for o in result.opportunities[:limit]:
+        legs = ", ".join(f"{leg.side.value} {text(leg.size)} {leg.symbol} @ {text(leg.limit_price)}" for leg in o.legs)
+        table.add_row(" > ".join(o.path), legs, f"{o.net_return_bps:.1f}", f"{o.input:.6g}", f"{o.profit:.6g}",
+                      f"{o.profit_usd:.4f}")
+    out.print(table)
+    if result.rejected:
+        out.print("rejected: " + ", ".join(f"{k} {v}" for k, v in result.rejected.most_common()))
+
+
 @config_app.command("show")
 def config_show(
     config: ConfigOption = None,

@@ -39,7 +39,8 @@ def saved(tmp_path: Path) -> Path:
         ticker("BTC-USDT", "60000", "0.5", "60001", "0.4"), ticker("ETH-USDT", "3000", "2", "3000.3", "0.1"),
         ticker("ETH-BTC", "0.0505", "3", "0.0506", "3")]}}))
     (tmp_path / "fees.json").write_text(json.dumps({"code": "200000", "data": [
-        {"symbol": s, "takerFeeRate": "0.001", "makerFeeRate": "0.001"} for s in ("BTC-USDT", "ETH-USDT", "ETH-BTC")]}))
+        {"symbol": s, "takerFeeRate": "0.001", "makerFeeRate": "0.001"}
+        for s in ("BTC-USDT", "ETH-USDT", "ETH-BTC")]}))
     books = tmp_path / "books"
     books.mkdir()
     (books / "ETH-USDT.json").write_text(json.dumps({"code": "200000", "data": {

@@ -51,7 +51,8 @@ def saved(tmp_path: Path) -> Path:
 
 def scan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cryptoarb.cli", "scan", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=60, env={**os.environ, "CRYPTOARB_DETECTOR__START_ASSETS": '["USDT"]', "COLUMNS": "200"})
+                          cwd=cwd, timeout=60,
+                          env={**os.environ, "CRYPTOARB_DETECTOR__START_ASSETS": '["USDT"]', "COLUMNS": "200"})
 
 
 def files(d: Path, *extra: str) -> list[str]:

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cryptoarb import __version__
 from cryptoarb.config import ConfigError, Settings, load_settings, masked
+from cryptoarb.venues.kucoin.sim_cli import sim_server
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -26,6 +27,7 @@ app = typer.Typer(
          "default), store and report.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
+app.command("sim-server")(sim_server)
 
 err = Console(stderr=True)
 

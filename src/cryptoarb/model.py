@@ -12,6 +12,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
+import msgspec
+
 
 class Side(StrEnum):
     BUY = "buy"
@@ -54,13 +56,16 @@ Level = tuple[float, float]
 """(price, size)"""
 
 
-@dataclass(frozen=True, slots=True)
-class BookUpdate:
+class BookUpdate(msgspec.Struct, frozen=True, gc=False):
     """A full book (``snapshot``) or a set of level changes (size 0 deletes) for one market.
 
     ``received_at`` is the engine clock's time when the frame arrived, in seconds; ``exchange_ts_ms``
     is the venue's own timestamp. ``sequence`` increases per market; for deltas ``sequence_start``
     must not skip past the book's current sequence + 1.
+
+    A msgspec Struct rather than a dataclass: it is built once per websocket frame, and a frozen
+    dataclass's ``__init__`` alone cost more than decoding the frame (benchmarks/ws_decode.py). It holds
+    only strings, numbers and tuples, so it is kept out of the cycle collector (``gc=False``).
     """
 
     venue: str

@@ -34,7 +34,7 @@ def test_old_delta_already_in_snapshot_is_ignored():
     book = Book("v", "A-B")
     book.apply(snap(10, [(100.0, 1.0)], [(101.0, 1.0)]))
     assert book.apply(delta(9, 10, bids=[(100.0, 0.0)]))
-    assert book.bids == [(100.0, 1.0)]
+    assert list(book.bids) == [(100.0, 1.0)]
 
 
 def test_stale_and_crossed_books_are_not_tradeable():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from cryptoarb.model import BookUpdate, Level, MarketKey
@@ -22,7 +23,12 @@ class StreamLiveness:
 
 
 class Book:
-    """One market's book. Bids descend, asks ascend. Mutated only through :meth:`apply` and :meth:`take`."""
+    """One market's book. Bids descend, asks ascend. Mutated only through :meth:`apply` and :meth:`take`.
+
+    Levels are copy-on-write: a snapshot's tuples are kept as they arrive (most books are replaced
+    whole, thousands of times a second) and copied into a list only when a delta or our own fill
+    changes them. Read them as sequences.
+    """
 
     __slots__ = ("asks", "bids", "exchange_ts_ms", "gapped", "liveness", "received_at", "sequence", "symbol",
                  "venue")
@@ -31,8 +37,8 @@ class Book:
         self.venue = venue
         self.symbol = symbol
         self.liveness = liveness
-        self.bids: list[Level] = []
-        self.asks: list[Level] = []
+        self.bids: list[Level] | tuple[Level, ...] = ()
+        self.asks: list[Level] | tuple[Level, ...] = ()
         self.sequence = -1
         self.exchange_ts_ms = 0
         self.received_at = float("-inf")
@@ -58,8 +64,8 @@ class Book:
     def apply(self, update: BookUpdate) -> bool:
         """Apply a snapshot or delta; returns False (and marks the book gapped) on a sequence gap."""
         if update.snapshot:
-            self.bids = list(update.bids)
-            self.asks = list(update.asks)
+            self.bids = update.bids
+            self.asks = update.asks
             self.gapped = False
         else:
             start = update.sequence_start if update.sequence_start is not None else update.sequence
@@ -68,8 +74,10 @@ class Book:
                 return False
             if update.sequence <= self.sequence:
                 return True  # already contained in the snapshot
-            _merge(self.bids, update.bids, descending=True)
-            _merge(self.asks, update.asks, descending=False)
+            if update.bids:
+                self.bids = _merge(self.bids, update.bids, descending=True)
+            if update.asks:
+                self.asks = _merge(self.asks, update.asks, descending=False)
         self.sequence = update.sequence
         self.exchange_ts_ms = update.exchange_ts_ms
         self.received_at = update.received_at
@@ -84,7 +92,11 @@ class Book:
         Returns the (price, size) taken per level. Used by paper execution so that our own fills are
         gone from the local book until the venue's next update, and never taken twice.
         """
-        levels = self.asks if buy else self.bids
+        levels = list(self.asks if buy else self.bids)
+        if buy:
+            self.asks = levels
+        else:
+            self.bids = levels
         taken: list[Level] = []
         remaining = size
         while levels and remaining > 1e-15:
@@ -101,23 +113,28 @@ class Book:
         return taken
 
 
-def _merge(levels: list[Level], changes: tuple[Level, ...], *, descending: bool) -> None:
+def _price(level: Level) -> float:
+    return level[0]
+
+
+def _neg_price(level: Level) -> float:
+    return -level[0]
+
+
+def _merge(current: list[Level] | tuple[Level, ...], changes: tuple[Level, ...], *,
+           descending: bool) -> list[Level]:
+    levels = current if type(current) is list else list(current)
+    key, sign = (_neg_price, -1.0) if descending else (_price, 1.0)
     for price, size in changes:
-        lo, hi = 0, len(levels)
-        while lo < hi:  # binary search for price's slot
-            mid = (lo + hi) // 2
-            p = levels[mid][0]
-            if (p > price) if descending else (p < price):
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(levels) and levels[lo][0] == price:
+        i = bisect_left(levels, sign * price, key=key)
+        if i < len(levels) and levels[i][0] == price:
             if size == 0:
-                del levels[lo]
+                del levels[i]
             else:
-                levels[lo] = (price, size)
+                levels[i] = (price, size)
         elif size != 0:
-            levels.insert(lo, (price, size))
+            levels.insert(i, (price, size))
+    return levels
 
 
 @dataclass(frozen=True, slots=True)

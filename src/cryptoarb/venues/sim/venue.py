@@ -8,9 +8,10 @@ wall clock (virtual seconds per wall second; <= 0 runs as fast as the consumer p
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Collection
 from decimal import Decimal
+
+import msgspec
 
 from cryptoarb.config import SimSettings
 from cryptoarb.model import Balance, BookUpdate, Fill, Market, Order, OrderResult, OrderStatus, Side, Ticker
@@ -21,11 +22,17 @@ from cryptoarb.venues.sim.universe import Universe, build_universe
 
 class SimVenue:
     def __init__(self, settings: SimSettings, *, name: str = "kucoin", speed: float = 1.0,
-                 balances: dict[str, float] | None = None) -> None:
+                 balances: dict[str, float] | None = None, market: SimMarket | None = None) -> None:
+        """``market``: an existing market model to serve (its universe is used); otherwise one is built
+        from ``settings``."""
         self.name = name
         self.speed = speed
-        self.universe: Universe = build_universe(settings, venue=name)
-        self.market = SimMarket(self.universe, settings)
+        if market is None:
+            self.universe: Universe = build_universe(settings, venue=name)
+            self.market = SimMarket(self.universe, settings)
+        else:
+            self.universe = market.universe
+            self.market = market
         # None: an account with no balance checks (the paper engine keeps its own ledger).
         self._balances = None if balances is None else {a: Decimal(str(v)) for a, v in balances.items()}
         self._orders: dict[str, OrderResult] = {}
@@ -44,7 +51,7 @@ class SimVenue:
 
     async def fetch_book(self, symbol: str, depth: int = 20) -> BookUpdate:
         snap = self.market.book(self._checked(symbol))
-        return dataclasses.replace(snap, bids=snap.bids[:depth], asks=snap.asks[:depth],
+        return msgspec.structs.replace(snap, bids=snap.bids[:depth], asks=snap.asks[:depth],
                                    received_at=self.now())
 
     async def stream_books(self, symbols: Collection[str] | None = None) -> AsyncIterator[list[BookUpdate]]:
@@ -56,7 +63,7 @@ class SimVenue:
             loop = asyncio.get_running_loop()
             wall0, virtual0 = loop.time(), self.market.time
             # A (re)subscription delivers every book now, however long ago it last changed.
-            yield [dataclasses.replace(self.market.book(s), received_at=self.now())
+            yield [msgspec.structs.replace(self.market.book(s), received_at=self.now())
                    for s in self.universe.symbols if wanted is None or s in wanted]
             dt = self.market.settings.step_ms / 1000
             while not self._closed:

@@ -1,0 +1,260 @@
+"""KuCoin websocket decode + book update: cryptoarb's codec versus ccxt.pro's ``handle_message``.
+
+Both sides get identical recorded frames as bytes, in one process:
+
+- ours: ``KucoinCodec.decode(raw, received_at)`` then ``BookStore.apply(update)`` (what the engine's sink
+  does with every update);
+- ccxt: ``exchange.handle_message(client, json_parser.loads(raw))``: the per-frame work of ccxt.pro's
+  kucoin client (``json_parser`` is ccxt's own: orjson when installed, as here).
+
+Frames: ``ticker:all`` for N symbols, ``level2Depth50`` snapshots, ``/market/level2`` increments on
+1,000-level books (prices at six significant digits, sizes at a pair's increment, as KuCoin sends them).
+Repeats are interleaved (ours, ccxt, ours, ...) so machine load hits both alike; each timed pass follows
+an untimed one on the same path and is measured in thread CPU time; the figure is the median per-message
+time over the repeats. The last
+line is one JSON object.
+
+    .venv/bin/python benchmarks/ws_decode.py [--symbols 1250] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ccxt.pro
+import msgspec
+from ccxt.async_support.base.ws.client import json_parser
+
+from cryptoarb.core.books import BookStore
+from cryptoarb.model import BookUpdate
+from cryptoarb.venues.kucoin.codec import KucoinCodec, _TickerFrame
+
+L2_SYMBOLS = 100
+L2_BOOK_LEVELS = 1000
+L2_FRAMES = 20_000
+DEPTH50_FRAMES = 2_000
+
+
+def _num(x: float, decimals: int = 8) -> str:
+    text = f"{max(x, 10.0 ** -decimals):.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _size(rng: random.Random, hi: float) -> str:
+    """Sizes are multiples of the pair's base increment: as many decimals as that allows, zeros stripped."""
+    return _num(rng.uniform(0.0001, hi), rng.randint(0, 8))
+
+
+def _price(x: float) -> str:
+    """Six significant digits, as KuCoin's price increments give (67218.7, 0.0123456)."""
+    return _num(x, max(0, 5 - math.floor(math.log10(x))))
+
+
+def symbols(n: int) -> list[str]:
+    quotes = ("USDT", "BTC", "ETH", "USDC", "KCS")
+    return [f"C{i:04d}-{quotes[i % len(quotes)]}" for i in range(n)]
+
+
+def ticker_all_frames(syms: list[str], rng: random.Random) -> list[bytes]:
+    out = []
+    for seq, s in enumerate(syms, start=14691455768):
+        mid = rng.uniform(0.01, 70_000)
+        frame = {"topic": "/market/ticker:all", "type": "message", "subject": s,
+                 "data": {"bestAsk": _price(mid * 1.0001), "bestAskSize": _size(rng, 50),
+                          "bestBid": _price(mid * 0.9999), "bestBidSize": _size(rng, 50),
+                          "price": _price(mid), "sequence": str(seq), "size": _size(rng, 1),
+                          "time": 1729757723612 + seq % 1000}}
+        out.append(json.dumps(frame, separators=(",", ":")).encode())
+    return out
+
+
+def _ladder(rng: random.Random, mid: float, n: int, down: bool) -> list[list[str]]:
+    step = mid * 0.0001
+    return [[_price(mid - (i + 1) * step if down else mid + (i + 1) * step), _size(rng, 20)]
+            for i in range(n)]
+
+
+def depth50_frames(syms: list[str], rng: random.Random, count: int) -> list[bytes]:
+    out = []
+    for i in range(count):
+        s = syms[i % len(syms)]
+        mid = rng.uniform(1, 70_000)
+        frame = {"topic": f"/spotMarket/level2Depth50:{s}", "type": "message", "subject": "level2",
+                 "data": {"asks": _ladder(rng, mid, 50, False), "bids": _ladder(rng, mid, 50, True),
+                          "timestamp": 1729822226746 + i}}
+        out.append(json.dumps(frame, separators=(",", ":")).encode())
+    return out
+
+
+def level2_books(syms: list[str], rng: random.Random) -> dict[str, dict[str, Any]]:
+    books = {}
+    for s in syms:
+        mid = round(rng.uniform(10, 1000), 1)
+        books[s] = {"mid": mid, "sequence": 1_000_000,
+                    "bids": [[mid - 0.1 * (i + 1), rng.uniform(0.1, 5)] for i in range(L2_BOOK_LEVELS)],
+                    "asks": [[mid + 0.1 * (i + 1), rng.uniform(0.1, 5)] for i in range(L2_BOOK_LEVELS)]}
+    return books
+
+
+def level2_frames(books: dict[str, dict[str, Any]], rng: random.Random, count: int) -> list[bytes]:
+    seqs = {s: b["sequence"] for s, b in books.items()}
+    names = list(books)
+    out = []
+    for i in range(count):
+        s = names[i % len(names)]
+        mid = books[s]["mid"]
+        changes: dict[str, list[list[str]]] = {"asks": [], "bids": []}
+        start = seqs[s] + 1
+        for _ in range(rng.choice((1, 1, 1, 2, 3))):
+            seqs[s] += 1
+            side = rng.choice(("asks", "bids"))
+            off = 0.1 * rng.randint(1, 1200)
+            price = round(mid + off if side == "asks" else mid - off, 1)
+            size = "0" if rng.random() < 0.3 else _num(rng.uniform(0.01, 5))
+            changes[side].append([_num(price), size, str(seqs[s])])
+        frame = {"topic": f"/market/level2:{s}", "type": "message", "subject": "trade.l2update",
+                 "data": {"changes": changes, "sequenceEnd": seqs[s], "sequenceStart": start, "symbol": s,
+                          "time": 1729816425625 + i}}
+        out.append(json.dumps(frame, separators=(",", ":")).encode())
+    return out
+
+
+# -- the two paths -----------------------------------------------------------------------------------
+class Ours:
+    def __init__(self) -> None:
+        self.codec = KucoinCodec()
+        self.store = BookStore()
+
+    def reset_level2(self, books: dict[str, dict[str, Any]]) -> None:
+        self.store = BookStore()
+        for s, b in books.items():
+            bids, asks = tuple(map(tuple, b["bids"])), tuple(map(tuple, b["asks"]))
+            self.store.apply(BookUpdate("kucoin", s, bids, asks, b["sequence"], 0, 0.0))
+
+    def run(self, frames: list[bytes]) -> None:
+        decode = self.codec.decode
+        apply = self.store.apply
+        for raw in frames:
+            apply(decode(raw, 1.0))
+
+    def decode_only(self, frames: list[bytes]) -> None:
+        decode = self.codec.decode
+        for raw in frames:
+            decode(raw, 1.0)
+
+
+def parse_only(frames: list[bytes]) -> None:
+    """The msgspec parse alone, into the codec's ticker Struct: the floor under our decode."""
+    parse = msgspec.json.Decoder(_TickerFrame, strict=False).decode
+    for raw in frames:
+        parse(raw)
+
+
+class Ccxt:
+    def __init__(self, syms: list[str], loop: asyncio.AbstractEventLoop) -> None:
+        self.exchange = ccxt.pro.kucoin({"asyncio_loop": loop, "enableRateLimit": False})
+        self.exchange.set_markets([{
+            "id": s, "symbol": s.replace("-", "/"), "base": s.split("-")[0], "quote": s.split("-")[1],
+            "baseId": s.split("-")[0], "quoteId": s.split("-")[1], "type": "spot", "spot": True,
+            "active": True, "precision": {"amount": 1e-8, "price": 1e-8}, "limits": {}} for s in syms])
+        self.client = self.exchange.client("ws://127.0.0.1:9/?token=t&connectId=public")
+
+    def reset_level2(self, books: dict[str, dict[str, Any]]) -> None:
+        ex = self.exchange
+        for s, b in books.items():
+            ob = ex.order_book({})
+            ob.reset({"bids": b["bids"], "asks": b["asks"], "nonce": b["sequence"], "timestamp": 0,
+                      "symbol": s.replace("-", "/")})
+            ex.orderbooks[s.replace("-", "/")] = ob
+
+    def run(self, frames: list[bytes]) -> None:
+        handle = self.exchange.handle_message
+        client = self.client
+        loads = json_parser.loads
+        for raw in frames:
+            handle(client, loads(raw))
+
+
+def nop() -> None:
+    pass
+
+
+def interleaved(frames: list[bytes], paths: list[tuple[Callable[[], None], Callable[[list[bytes]], None]]],
+                repeats: int) -> list[float]:
+    """Median µs per message (thread CPU time) for each (reset, run) path, repeats interleaved.
+
+    Each timed pass follows an untimed one on the same path: a process runs one implementation, so the
+    steady state has its caches warm, not evicted by the other side's last pass.
+    """
+    samples: list[list[float]] = [[] for _ in paths]
+    for _ in range(repeats):
+        for i, (reset, run) in enumerate(paths):
+            reset()
+            run(frames)
+            reset()
+            t0 = time.thread_time_ns()
+            run(frames)
+            samples[i].append((time.thread_time_ns() - t0) / 1000 / len(frames))
+    return [statistics.median(s) for s in samples]
+
+
+async def main(argv: list[str]) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=1250)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    rng = random.Random(7)
+    syms = symbols(args.symbols)
+    l2_syms = syms[:L2_SYMBOLS]
+    ticks = ticker_all_frames(syms, rng)
+    depth = depth50_frames(syms, rng, DEPTH50_FRAMES)
+    l2_books = level2_books(l2_syms, rng)
+    l2 = level2_frames(l2_books, rng, L2_FRAMES)
+    theirs = Ccxt(syms, asyncio.get_running_loop())
+    try:
+        out = run_all(args.repeats, ticks, depth, l2, l2_books, theirs)
+        print(json.dumps(out))
+        return out
+    finally:
+        await theirs.exchange.close()
+
+
+def run_all(repeats: int, ticks: list[bytes], depth: list[bytes], l2: list[bytes],
+            l2_books: dict[str, dict[str, Any]], theirs: Ccxt) -> dict[str, float]:
+    ours_ticks, ours_depth, ours_l2 = Ours(), Ours(), Ours()  # a symbol streams ticker:all or depth, not both
+    for warm, ours in ((ticks, ours_ticks), (depth, ours_depth)):  # first touches create books and caches
+        ours.run(warm)
+        theirs.run(warm)
+
+    out: dict[str, float] = {}
+    rows = [("ticker_all", ticks, ours_ticks, nop, nop), ("depth50", depth, ours_depth, nop, nop),
+            ("level2", l2, ours_l2, lambda: ours_l2.reset_level2(l2_books),
+             lambda: theirs.reset_level2(l2_books))]
+    print(f"{'frame':<12}{'bytes':>7}{'ours µs':>10}{'ccxt µs':>10}{'ratio':>8}")
+    for name, frames, ours, reset_ours, reset_ccxt in rows:
+        ours_us, ccxt_us = interleaved(frames, [(reset_ours, ours.run), (reset_ccxt, theirs.run)], repeats)
+        size = statistics.median(len(f) for f in frames)
+        print(f"{name:<12}{size:>7.0f}{ours_us:>10.3f}{ccxt_us:>10.3f}{ccxt_us / ours_us:>8.1f}")
+        out[f"ours_{name}_us"] = round(ours_us, 3)
+        out[f"ccxt_{name}_us"] = round(ccxt_us, 3)
+        out[f"{name}_ratio"] = round(ccxt_us / ours_us, 2)
+    parse_us, decode_us, total_us = interleaved(
+        ticks, [(nop, parse_only), (nop, ours_ticks.decode_only), (nop, ours_ticks.run)], repeats)
+    print(f"ticker_all, ours: msgspec parse {parse_us:.3f} µs, + BookUpdate {decode_us - parse_us:.3f} µs, "
+          f"+ BookStore.apply {total_us - decode_us:.3f} µs")
+    out["ours_ticker_all_parse_us"] = round(parse_us, 3)
+    out["ours_ticker_all_decode_us"] = round(decode_us, 3)
+    return out
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""KuCoin spot: native websocket market data (codec, connection manager, limits)."""

@@ -15,6 +15,8 @@ from rich.table import Table
 
 from cryptoarb import __version__
 from cryptoarb.config import ConfigError, Settings, load_settings, masked
+from cryptoarb.recording.cli import backtest_command, record_command, replay_command
+from cryptoarb.storage.cli import db_app
 from cryptoarb.venues.kucoin.sim_cli import sim_server
 
 EXIT_RUNTIME = 1
@@ -27,7 +29,6 @@ app = typer.Typer(
          "default), store and report.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect the effective configuration.")
 app.add_typer(config_app, name="config")
-app.command("sim-server")(sim_server)
 
 err = Console(stderr=True)
 
@@ -224,6 +225,14 @@ def _print_toml(data: dict[str, Any], prefix: str = "") -> None:
         name = f"{prefix}{key}"
         print(f"\n[{name}]")
         _print_toml(value, prefix=f"{name}.")
+
+
+# Commands that live beside the code they drive, listed after the ones defined above.
+app.command("sim-server")(sim_server)
+app.command("record")(record_command)
+app.command("replay")(replay_command)
+app.command("backtest")(backtest_command)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -16,8 +16,9 @@ from rich.table import Table
 from cryptoarb import __version__
 from cryptoarb.config import ConfigError, Settings, load_settings, masked
 from cryptoarb.recording.cli import backtest_command, record_command, replay_command
+from cryptoarb.reporting import report
 from cryptoarb.storage.cli import db_app
-from cryptoarb.venues.kucoin.sim_cli import sim_server
+from cryptoarb.venues.sim.servers import sim_server_app
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -69,6 +70,9 @@ def demo(
         help="Simulated seconds per wall second; 0 runs as fast as the machine allows.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on the "
                                           "last line of stdout.")] = False,
+    venues: Annotated[str | None, typer.Option(
+        help="Comma-separated simulated venues, e.g. kucoin,coinbase,bl3p: one world of fair values whose "
+             "venues drift apart and back, per-venue inventory, cross-exchange and mixed cycles.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the whole pipeline offline on the simulated KuCoin-like exchange, paper trading.
@@ -76,13 +80,16 @@ def demo(
     Markets stream, cycles are detected, sized on depth, risk-checked, paper-filled, stored in
     SQLite (data/demo-seed<N>.sqlite, recreated each run) and reported. Ctrl-C ends early and cleanly.
     """
-    from cryptoarb.demo import run_demo
+    from cryptoarb.demo import parse_venues, run_demo
 
     settings = settings_or_exit(config, **{"sim.seed": seed})
     if settings.mode != "paper":
         raise fail("the demo only paper-trades; set mode = \"paper\"", EXIT_USAGE)
-    summary = asyncio.run(run_demo(settings, duration, speed=speed, console=err,
-                                   live_view=True))
+    try:
+        names = parse_venues(venues, settings)
+    except ValueError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    summary = asyncio.run(run_demo(settings, duration, speed=speed, console=err, live_view=True, venues=names))
     if as_json:
         print(json.dumps(summary.as_dict(), separators=(",", ":")))
     else:
@@ -104,6 +111,10 @@ def _print_summary(summary: Any) -> None:
         table.add_row(f"  rejected: {reason}", f"{count:,}")
     table.add_row("trades (fills)", f"{summary.trades:,}")
     table.add_row("realized PnL (USD, after fees)", f"{summary.realized_pnl_usd:,.4f}")
+    from cryptoarb.demo import venue_rows
+
+    for label, value in venue_rows(summary):
+        table.add_row(label, value)
     table.add_row("event-loop lag p99", f"{summary.loop_lag_ms_p99:.2f} ms")
     table.add_row("database", summary.db_path)
     out.print(table)
@@ -228,10 +239,11 @@ def _print_toml(data: dict[str, Any], prefix: str = "") -> None:
 
 
 # Commands that live beside the code they drive, listed after the ones defined above.
-app.command("sim-server")(sim_server)
+app.add_typer(sim_server_app(), name="sim-server")
 app.command("record")(record_command)
 app.command("replay")(replay_command)
 app.command("backtest")(backtest_command)
+app.command("report")(report)
 app.add_typer(db_app, name="db")
 
 

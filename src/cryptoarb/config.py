@@ -7,14 +7,17 @@ Nested keys map to environment variables with ``__``: ``CRYPTOARB_RISK__MAX_NOTI
 
 from __future__ import annotations
 
+import os
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-KNOWN_VENUES = ("kucoin",)
+KNOWN_VENUES = ("kucoin", "coinbase", "bl3p")
+"""Venues with native adapters (and simulated twins). Any ccxt exchange id is accepted too (``[ccxt.<id>]``)."""
 SECRET_MASK = "********"
 
 
@@ -24,6 +27,21 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SimVenueSettings(_Section):
+    """One venue of the simulated multi-venue world (``cryptoarb demo --venues``); a key left unset takes
+    the venue kind's default (``venues.sim.world.PROFILES``). Premiums are the venue's log price offsets
+    from the shared fair values: they drift apart and mean-revert."""
+
+    kind: Literal["kucoin", "coinbase", "bl3p"] | None = Field(None, description="default: the venue's name")
+    taker_fee: float | None = Field(None, ge=0, lt=0.05)
+    premium_bps: float | None = Field(None, ge=0, description="stationary sd of the venue-wide premium")
+    asset_premium_bps: float | None = Field(None, ge=0, description="stationary sd of per-asset premiums")
+    reversion_s: float | None = Field(None, gt=0, description="mean-reversion time of the premiums")
+    divergence_per_s: float | None = Field(None, ge=0, description="divergence episodes per second")
+    divergence_bps: tuple[float, float] | None = None
+    mispricing_per_s: float | None = Field(None, ge=0, description="lagging quotes injected per second")
 
 
 class SimSettings(_Section):
@@ -39,6 +57,8 @@ class SimSettings(_Section):
     competitor_close_s: tuple[float, float] = (0.3, 3.0)
     refill_s: float = Field(1.5, gt=0, description="time for consumed liquidity to come back")
     depth_levels: int = Field(20, ge=20)
+    venues: dict[str, SimVenueSettings] = Field(
+        default_factory=dict, description="per-venue overrides of the multi-venue world")
 
 
 class DetectorSettings(_Section):
@@ -55,16 +75,43 @@ class RiskSettings(_Section):
     max_concurrent: int = Field(2, ge=1)
     cooldown_s: float = Field(5.0, ge=0, description="per-market pause after a failed opportunity")
     daily_loss_limit_usd: float = Field(100.0, gt=0)
+    max_drawdown_usd: float = Field(
+        250.0, gt=0, description="kill switch when realized PnL falls this far below its running peak")
+    max_error_rate: float = Field(
+        0.5, gt=0, le=1, description="kill switch when this share of recent order requests failed")
+    error_window: int = Field(20, ge=1, description="order requests the error rate is measured over")
+    error_min_requests: int = Field(6, ge=1, description="requests needed before the error rate can trip")
+    stale_data_s: float = Field(
+        30.0, ge=0, description="kill switch when a venue's market data stops this long (0: never)")
+    inventory_skew_pct: float = Field(
+        50.0, gt=0, description="alert when an asset's holding on a venue is this far from its target")
+    inventory_min_usd: float = Field(25.0, ge=0, description="skews worth less than this are not alerted")
 
 
 class PaperSettings(_Section):
     latency_ms: float = Field(50.0, ge=0, description="venue latency added to measured internal latency")
+    internal_latency_ms: float = Field(
+        0.0, ge=0, description="internal latency assumed in the fill schedule (measured latency is only "
+        "reported, so a seed gives the same run on any machine)")
+    add_measured_latency: bool = Field(
+        False, description="schedule fills after the measured internal latency instead (not reproducible)")
 
 
 class ExecutionSettings(_Section):
-    failed_leg_policy: Literal["unwind", "hold"] = Field(
-        "unwind", description="after a leg fails or fills partly: convert stranded assets back, or hold them")
+    failed_leg_policy: Literal["unwind", "hold", "hedge"] = Field(
+        "unwind", description="after a leg fails or fills partly: convert stranded assets back, hold them, or "
+        "hedge (complete the leg within the slippage cap, then unwind what is left)")
     unwind_slippage_bps: float = Field(50.0, ge=0, description="worst price an unwind accepts, vs the best")
+    leg_mode: Literal["sequential", "inventory"] = Field(
+        "sequential", description="sequential: each leg spends what the previous delivered; inventory: all "
+        "legs at once from the inventory held on each venue")
+    order_timeout_s: float = Field(5.0, gt=0, description="live: wait this long for a venue's answer")
+    retry_attempts: int = Field(4, ge=1, description="live: tries of one order (same client order id)")
+    retry_backoff_s: float = Field(0.25, ge=0, description="live: first wait before a retry, doubled each time")
+    resolve_timeout_s: float = Field(
+        10.0, gt=0, description="live: how long an order may stay open before it is canceled")
+    poll_interval_s: float = Field(
+        0.5, gt=0, description="live: REST order lookups while no pushed update arrives")
 
 
 class StorageSettings(_Section):
@@ -120,6 +167,31 @@ class DiscordSettings(_Section):
     events: DiscordEventSettings = DiscordEventSettings()
 
 
+class CcxtVenueSettings(_Section):
+    """A venue served by the generic ccxt adapter (``venues.ccxt_venue``), keyed by ccxt exchange id.
+
+    Credentials come only from the environment: ``CRYPTOARB_SECRETS__CCXT__<ID>__API_KEY``, ``__SECRET``,
+    ``__PASSWORD`` (KuCoin's passphrase), ``__UID``."""
+
+    api_url: str | None = Field(None, description="send every REST call here (e.g. a loopback simulator)")
+    ws_url: str | None = Field(None, description="send every websocket here")
+    options: dict[str, Any] = Field(default_factory=dict, description="merged into ccxt's options")
+    streaming: Literal["auto", "ws", "rest"] = Field(
+        "auto", description="auto: ccxt.pro where the exchange has it, else REST polling")
+    symbols_per_connection: int = Field(100, ge=1, description="one ccxt.pro instance per this many symbols")
+    watch_timeout_s: float = Field(30.0, gt=0, description="a watch silent this long is restarted")
+    poll_interval_s: float | None = Field(None, gt=0, description="REST polling period; default: rate limit")
+    depth: int = Field(20, ge=1, description="book levels per side")
+    sandbox: bool = False
+
+
+class CcxtCredentials(_Section):
+    api_key: SecretStr | None = None
+    secret: SecretStr | None = None
+    password: SecretStr | None = None
+    uid: SecretStr | None = None
+
+
 class Secrets(_Section):
     """Filled only from the environment; masked whenever shown."""
 
@@ -129,6 +201,7 @@ class Secrets(_Section):
     discord_webhook_url: SecretStr | None = None
     discord_bot_token: SecretStr | None = None
     db_dsn: SecretStr | None = None
+    ccxt: dict[str, CcxtCredentials] | None = Field(None, description="per ccxt exchange id")
 
 
 class Settings(BaseSettings):
@@ -148,6 +221,8 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = ExecutionSettings()
     storage: StorageSettings = StorageSettings()
     notify: NotifySettings = NotifySettings()
+    ccxt: dict[str, CcxtVenueSettings] = Field(default_factory=dict,
+                                               description="venues served through ccxt, by exchange id")
     discord: DiscordSettings = DiscordSettings()
     secrets: Secrets = Secrets()
 
@@ -155,8 +230,9 @@ class Settings(BaseSettings):
     @classmethod
     def _known_venues(cls, venues: list[str]) -> list[str]:
         for venue in venues:
-            if venue not in KNOWN_VENUES:
-                raise ValueError(f"unknown venue {venue!r} (known: {', '.join(KNOWN_VENUES)})")
+            if venue not in KNOWN_VENUES and not is_ccxt_exchange(venue):
+                raise ValueError(f"unknown venue {venue!r} (known: {', '.join(KNOWN_VENUES)}, "
+                                 "or any ccxt exchange id)")
         if not venues:
             raise ValueError("at least one venue is needed")
         return venues
@@ -179,6 +255,51 @@ class Settings(BaseSettings):
                                    file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
         # Explicit values (the TOML file, CLI flags) sit under the environment, which wins.
         return env_settings, init_settings
+
+
+def is_ccxt_exchange(name: str) -> bool:
+    """Whether ccxt supports exchange ``name`` (imports ccxt, ~1 s, only when asked about such a name)."""
+    import ccxt
+
+    return name in ccxt.exchanges
+
+
+def with_balances(settings: Settings, venue: str, balances: Iterable[Any]) -> Settings:
+    """``settings`` with ``venue``'s inventory replaced by fetched balances (``model.Balance``: free
+    amounts), so the engine's inventory edges follow what the account really holds."""
+    held = {b.asset: float(b.free) for b in balances if b.free > 0}
+    return settings.model_copy(update={"balances": {**settings.balances, venue: held}})
+
+
+def live_gate(settings: Settings, cli_live: bool, *, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What is missing before live orders may be sent, one line each; empty means live trading is on.
+
+    Live orders need all three: the command line says ``--live``, the configuration says
+    ``mode = "live"``, and every venue's API keys come from the environment (``CRYPTOARB_SECRETS__...``;
+    the config file can never hold them). ``environ`` defaults to ``os.environ``: a key set any other way
+    (e.g. passed in code) does not count.
+    """
+    env = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+    missing: list[str] = []
+    if not cli_live:
+        missing.append("--live on the command line")
+    if settings.mode != "live":
+        missing.append(f'mode = "live" in the configuration (it is "{settings.mode}")')
+    for venue in settings.venues:
+        if venue == "kucoin":
+            fields = {"kucoin_api_key": settings.secrets.kucoin_api_key,
+                      "kucoin_api_secret": settings.secrets.kucoin_api_secret,
+                      "kucoin_api_passphrase": settings.secrets.kucoin_api_passphrase}
+            names = {f: f"CRYPTOARB_SECRETS__{f.upper()}" for f in fields}
+        else:
+            creds = (settings.secrets.ccxt or {}).get(venue)
+            fields = {"api_key": creds.api_key if creds else None, "secret": creds.secret if creds else None}
+            names = {f: f"CRYPTOARB_SECRETS__CCXT__{venue.upper()}__{f.upper()}" for f in fields}
+        absent = [names[f] for f, value in fields.items()
+                  if value is None or not value.get_secret_value() or not env.get(names[f])]
+        if absent:
+            missing.append(f"{venue} API keys in the environment: {', '.join(absent)}")
+    return missing
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

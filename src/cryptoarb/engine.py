@@ -3,11 +3,19 @@
 Nothing here awaits. The asyncio edges (venue streams, storage, notifiers) call :meth:`Engine.on_batch`
 and :meth:`Engine.run_due`; every decision reads time from the value passed in, so a simulated or
 replayed venue drives the engine deterministically.
+
+Execution path: an accepted opportunity is published, recorded in the opportunity ledger (plan, book
+fingerprint, measured internal latency) and handed to the executor (:mod:`cryptoarb.execution`):
+``PaperExecutor`` by default, or any :class:`~cryptoarb.execution.executor.Executor` given to the
+constructor (``LiveExecutor``). The executor calls back :meth:`Engine._complete` with a ``Completion``:
+paper from :meth:`Engine.run_due` once the simulated latency has passed on the venue's clock, live from
+its task when the venue has answered. The engine then books the fills (ledger, PnL attribution, risk,
+latency per stage), publishes the ``Execution`` (or the refusal), failed-leg alerts, kill-switch and
+inventory notices.
 """
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -18,10 +26,13 @@ from cryptoarb.config import Settings
 from cryptoarb.core.books import BookStore, Freshness, tradeable
 from cryptoarb.core.detector import Detector
 from cryptoarb.core.graph import enumerate_cycles
-from cryptoarb.core.ledger import Ledger
+from cryptoarb.core.inventory import InventoryMonitor
+from cryptoarb.core.ledger import Ledger, OpportunityLedger, attribute, book_fingerprint, planned_notional
 from cryptoarb.core.risk import RiskGate, RiskLimits
-from cryptoarb.core.sizing import size_cycle
+from cryptoarb.core.sizing import size_cycle, walk_levels
 from cryptoarb.core.valuation import UsdPricer
+from cryptoarb.execution.executor import Completion, Executor
+from cryptoarb.execution.latency import LatencyStats
 from cryptoarb.execution.paper import PaperExecutor
 from cryptoarb.model import (
     BookUpdate,
@@ -30,9 +41,11 @@ from cryptoarb.model import (
     Execution,
     Market,
     MarketKey,
+    Notice,
     Opportunity,
     Rejection,
     RejectReason,
+    Side,
 )
 from cryptoarb.status import BestOpportunity
 from cryptoarb.venues.base import Venue
@@ -54,7 +67,10 @@ class Counters:
 
 class Engine:
     def __init__(self, settings: Settings, venues: Mapping[str, Venue], markets: Iterable[Market],
-                 publish: Callable[[Event], None]) -> None:
+                 publish: Callable[[Event], None], *,
+                 executor: Executor | Callable[[Engine], Executor] | None = None) -> None:
+        """``executor``: an executor, or a factory called with this engine (``LiveExecutor.for_engine``
+        needs its books and ledger); default a ``PaperExecutor`` configured from ``settings``."""
         self.settings = settings
         self.venues = dict(venues)
         self.markets: dict[MarketKey, Market] = {m.key: m for m in markets}
@@ -66,19 +82,37 @@ class Engine:
             list(self.markets.values()), settings.detector.max_legs, start_assets, inventory)
         self.detector = Detector(self.cycles, settings.detector.min_return_bps)
         self.freshness = Freshness(settings.risk.max_book_age_s)
+        risk = settings.risk
         self.risk = RiskGate(RiskLimits(
-            min_profit_usd=settings.risk.min_profit_usd, max_notional_usd=settings.risk.max_notional_usd,
-            max_concurrent=settings.risk.max_concurrent, cooldown_s=settings.risk.cooldown_s,
-            daily_loss_limit_usd=settings.risk.daily_loss_limit_usd))
+            min_profit_usd=risk.min_profit_usd, max_notional_usd=risk.max_notional_usd,
+            max_concurrent=risk.max_concurrent, cooldown_s=risk.cooldown_s,
+            daily_loss_limit_usd=risk.daily_loss_limit_usd, max_drawdown_usd=risk.max_drawdown_usd,
+            max_error_rate=risk.max_error_rate, error_window=risk.error_window,
+            error_min_requests=risk.error_min_requests, stale_data_s=risk.stale_data_s))
         self.ledger = Ledger(settings.balances)
         self.pricer = UsdPricer(self.books, set(self.markets))
-        self.executor = PaperExecutor(self.books, self.markets, self.venues,
-                                      failed_leg_policy=settings.execution.failed_leg_policy,
-                                      unwind_slippage_bps=settings.execution.unwind_slippage_bps)
-        self.latency_s = settings.paper.latency_ms / 1000.0
+        self.opportunity_ledger = OpportunityLedger()
+        self.latency = LatencyStats()
+        self.inventory = InventoryMonitor(settings.balances, threshold_pct=risk.inventory_skew_pct,
+                                          min_usd=risk.inventory_min_usd,
+                                          start_assets=frozenset(settings.detector.start_assets))
+        if executor is None:
+            paper = settings.paper
+            self.executor: Executor = PaperExecutor(
+                self.books, self.markets, self.venues, failed_leg_policy=settings.execution.failed_leg_policy,
+                unwind_slippage_bps=settings.execution.unwind_slippage_bps, latency_s=paper.latency_ms / 1000.0,
+                internal_latency_s=paper.internal_latency_ms / 1000.0,
+                add_measured_latency=paper.add_measured_latency, leg_mode=settings.execution.leg_mode,
+                balance=self.ledger.free, freshness=self.freshness)
+        elif hasattr(executor, "submit"):
+            self.executor = executor  # type: ignore[assignment]
+        else:
+            self.executor = executor(self)  # type: ignore[operator]
+        self.executor.bind(self._complete, self._gate)
         self.counters = Counters()
-        self._due: list[tuple[float, int, Opportunity]] = []
         self._seq = 0
+        self._update_started_ns = 0
+        self._update_received_at = 0.0
         self._busy_cycles: set[int] = set()
         self._last_outcome: dict[int, tuple] = {}
         self._best: dict[int, tuple[float, BestOpportunity]] = {}
@@ -90,6 +124,7 @@ class Engine:
         """Apply a batch from one venue's stream; a batch, even empty, proves that stream alive at ``now``."""
         if venue is not None:
             self.books.liveness(venue).alive_at = now
+            self.risk.data_seen(venue, now)
         for update in batch:
             self.on_update(update, now)
 
@@ -97,7 +132,8 @@ class Engine:
         key = (update.venue, update.symbol)
         if key not in self.markets:
             return
-        started = time.perf_counter_ns()
+        started = self._update_started_ns = time.perf_counter_ns()
+        self._update_received_at = update.received_at
         book = self.books.apply(update)
         self.counters.updates += 1
         if book.gapped or not self.accepting:
@@ -111,6 +147,7 @@ class Engine:
     def _consider(self, cycle: Cycle, net_return_bps: float, now: float) -> None:
         if cycle.id in self._busy_cycles:
             return
+        detected_ns = time.perf_counter_ns()
         reason = self.risk.pre_check(cycle, now)
         if reason is not None:
             self._reject(cycle, reason, "", net_return_bps, now)
@@ -145,7 +182,7 @@ class Engine:
         self.publish(result)
         self.risk.started(result.id)
         self._busy_cycles.add(cycle.id)
-        heapq.heappush(self._due, (now + self.latency_s, self._seq, result))
+        self._dispatch(result, now, detected_ns)
 
     def _reject(self, cycle: Cycle, reason: RejectReason | str, detail: str, bps: float, now: float) -> None:
         outcome = ("reject", str(reason))
@@ -156,16 +193,98 @@ class Engine:
         if isinstance(reason, RejectReason):
             self.publish(Rejection(cycle.id, cycle.path, reason, detail, bps, now))
 
-    # -- timers --------------------------------------------------------------------------------
-    def run_due(self, now: float) -> None:
-        """Execute every opportunity whose orders would have reached the venue by ``now``."""
-        while self._due and self._due[0][0] <= now:
-            _, _, opportunity = heapq.heappop(self._due)
-            self._execute(opportunity, now)
+    # -- execution ---------------------------------------------------------------------------------
+    def _dispatch(self, opportunity: Opportunity, now: float, detected_ns: int) -> None:
+        """Record ``opportunity`` (plan, book fingerprint, internal latency) and hand it to the executor."""
+        decided_ns = time.perf_counter_ns()
+        stages = {
+            "receive": max(now - self._update_received_at, 0.0) * 1000.0,
+            "detect": (detected_ns - self._update_started_ns) / 1e6 if self._update_started_ns else 0.0,
+            "risk": (decided_ns - detected_ns) / 1e6,
+        }
+        internal_s = (stages["receive"] + stages["detect"] + stages["risk"]) / 1000.0
+        self.executor.submit(opportunity, now, internal_s)
+        # After the hand-over (it only schedules: nothing has run, the books are as the plan saw them), so
+        # the record costs the order no time.
+        self.opportunity_ledger.detected(opportunity, self._fingerprint(opportunity), self._notionals(opportunity),
+                                         stages, self.executor.mode)
 
-    def _execute(self, opportunity: Opportunity, now: float) -> None:
-        results = self.executor.execute(opportunity, now)
+    def _gate(self, opportunity: Opportunity) -> tuple[RejectReason, str] | None:
+        """Asked by the executor right before an opportunity's first order."""
+        if self.risk.killed:
+            return RejectReason.KILL_SWITCH, f"kill switch: {self.risk.killed_reason}"
+        return None
+
+    def _fingerprint(self, opportunity: Opportunity) -> str:
+        used = []
+        for leg in opportunity.legs:
+            book = self.books.get((leg.venue, leg.symbol))
+            if book is None:
+                used.append((leg.venue, leg.symbol, -1, ()))
+                continue
+            buy = leg.side is Side.BUY
+            limit = float(leg.limit_price)
+            levels = book.asks if buy else book.bids
+            walked = [lv for lv in levels if (lv[0] <= limit if buy else lv[0] >= limit)]
+            used.append((leg.venue, leg.symbol, book.sequence, walked))
+        return book_fingerprint(used)
+
+    def _notionals(self, opportunity: Opportunity) -> tuple[Decimal, ...]:
+        """Each leg's planned cost or proceeds; exact (a BUY whose fee is taken from the base received is
+        walked again on the book the plan was sized on: same book, same moment)."""
+        out = []
+        for leg in opportunity.legs:
+            market = self.markets[(leg.venue, leg.symbol)]
+            if leg.side is Side.BUY and market.fee_currency == "received":
+                book = self.books.get(market.key)
+                walked = walk_levels(book.asks, leg.size) if book is not None else None
+                if walked is not None:
+                    out.append(walked[0])
+                    continue
+            out.append(planned_notional(leg, market.taker_fee))
+        return tuple(out)
+
+    def run_due(self, now: float) -> None:
+        """Execute every opportunity whose orders would have reached the venue by ``now`` (paper), and
+        check the data feeds for the stale-data kill switch."""
+        if not self.risk.killed and (reason := self.risk.check_stale(now)) is not None:
+            self.publish(Notice("kill_switch", f"kill switch engaged: {reason}", now))
+        self.executor.poll(now)
+
+    def _complete(self, completion: Completion) -> None:
+        """Book what the executor did with an opportunity."""
+        opportunity, now = completion.opportunity, completion.at
+        was_killed = self.risk.killed
+        self._busy_cycles.discard(opportunity.cycle_id)
+        if completion.requests_ok or completion.requests_failed:
+            self.risk.record_requests(completion.requests_ok, completion.requests_failed, now)
+        record = self.opportunity_ledger.get(opportunity.id)
+        stages = {**(record.latency_ms if record is not None else {}), **completion.latency_ms}
+        self.latency.record(stages)
+        if completion.refused is not None:
+            reason, detail = completion.refused
+            self.risk.finished(opportunity.id, 0.0, [], now)
+            self.counters.rejected[str(reason)] += 1
+            self.opportunity_ledger.refused(opportunity.id, str(reason), completion.latency_ms)
+            if isinstance(reason, RejectReason):
+                self.publish(Rejection(opportunity.cycle_id, opportunity.path, reason, f"{opportunity.id}: {detail}",
+                                       opportunity.net_return_bps, now))
+            else:
+                self.publish(Notice("preflight", f"{opportunity.id} refused before any order: {detail}", now,
+                                    {"opportunity": opportunity.id, "reason": str(reason)}))
+        else:
+            self._book(completion)
+        for alert in completion.alerts:
+            self.publish(Notice("failed_leg", alert, now, {"opportunity": opportunity.id}))
+        if self.risk.killed and not was_killed:
+            self.publish(Notice("kill_switch", f"kill switch engaged: {self.risk.killed_reason}", now))
+
+    def _book(self, completion: Completion) -> None:
+        opportunity, results, now = completion.opportunity, completion.results, completion.at
         fills = [fill for result in results for fill in result.fills]
+        record = self.opportunity_ledger.get(opportunity.id)
+        notionals = record.notionals if record is not None else None
+        attribution = attribute(opportunity, results, self.markets, self.pricer, notionals)
         realized_usd = self.ledger.apply(fills, self.markets, self.pricer)
         start_key = (opportunity.legs[0].venue, opportunity.start_asset)
         realized = sum((d for k, d in self.ledger.deltas(fills, self.markets).items() if k == start_key),
@@ -173,12 +292,34 @@ class Engine:
         fees_usd = sum(float(f.fee) * (self.pricer(f.venue, f.fee_asset) or 0.0) for f in fills)
         failed = [(r.order.venue, r.order.symbol) for r in results if r.status.value != "filled"]
         self.risk.finished(opportunity.id, realized_usd, failed, now)
-        self._busy_cycles.discard(opportunity.cycle_id)
         if fills:
             self.counters.executed += 1
         else:
             self.counters.rejected[GONE_BEFORE_FILL] += 1
-        self.publish(Execution(opportunity, results, realized, realized_usd, fees_usd, now))
+        self.opportunity_ledger.executed(opportunity.id, attribution, realized_usd, completion.latency_ms)
+        self.publish(Execution(opportunity, results, realized, realized_usd, fees_usd, now, mode=completion.mode))
+        if fills:
+            self._check_inventory(now)
+
+    def _check_inventory(self, now: float) -> None:
+        report = self.inventory.check(self.ledger.holdings(), self.pricer)
+        if report is None:
+            return
+        if not report.alerts:
+            self.publish(Notice("inventory", "inventory back within its targets", now))
+            return
+        self.publish(Notice("inventory", "inventory skew: " + "; ".join(a.describe() for a in report.alerts), now,
+                            {"skewed": str(len(report.alerts))}))
+        for suggestion in report.suggestions:
+            self.publish(Notice("rebalance", f"suggested rebalance: {suggestion.describe()}", now,
+                                {"asset": suggestion.asset, "from": suggestion.from_venue,
+                                 "to": suggestion.to_venue, "amount": str(suggestion.amount),
+                                 "kind": suggestion.kind}))
+
+    @property
+    def latency_s(self) -> float:
+        """When an opportunity's orders land after detection, on the engine's clock (paper)."""
+        return self.executor.latency_s
 
     # -- views ---------------------------------------------------------------------------------
     def best(self, now: float, n: int = 5) -> tuple[BestOpportunity, ...]:
@@ -190,7 +331,8 @@ class Engine:
 
     @property
     def pending(self) -> int:
-        return len(self._due)
+        """Opportunities handed to the executor and not completed yet."""
+        return self.executor.pending
 
 
 def _inventory(balances: Mapping[str, Mapping[str, float]]) -> dict[str, set[str]]:

@@ -73,3 +73,45 @@ def test_daily_loss_limit_trips_the_kill_switch_and_resets_next_day():
     gate.reset_kill()
     gate.finished("c", -9.0, [], now=86_400.0 + 1)  # a new UTC day starts from zero
     assert not gate.killed
+
+
+def test_drawdown_from_the_peak_trips_the_kill_switch():
+    gate = RiskGate(RiskLimits(daily_loss_limit_usd=1_000.0, max_drawdown_usd=50.0))
+    gate.finished("a", 80.0, [], now=10.0)
+    gate.finished("b", -45.0, [], now=20.0)
+    assert not gate.killed and gate.peak_pnl_usd == 80.0
+    gate.finished("c", -5.0, [], now=30.0)
+    assert gate.killed and "drawdown: 50.00 USD below the peak of 80.00" in gate.killed_reason
+    assert gate.killed_at == 30.0
+    gate.reset_kill()  # the peak restarts from where PnL stands
+    gate.finished("d", -10.0, [], now=40.0)
+    assert not gate.killed
+
+
+def test_error_rate_over_the_recent_requests_trips_the_kill_switch():
+    gate = RiskGate(RiskLimits(max_error_rate=0.5, error_window=10, error_min_requests=6))
+    gate.record_requests(ok=3, failed=2, now=1.0)
+    assert not gate.killed  # 5 requests: not enough to judge
+    gate.record_requests(ok=0, failed=1, now=2.0)
+    assert gate.killed and "3 of the last 6" in gate.killed_reason
+    gate.reset_kill()
+    assert gate.error_rate == 0.0
+    gate.record_requests(ok=20, failed=4, now=3.0)  # 4 of the last 10
+    assert not gate.killed and abs(gate.error_rate - 0.4) < 1e-12
+
+
+def test_stale_data_trips_the_kill_switch():
+    gate = RiskGate(RiskLimits(stale_data_s=5.0))
+    assert gate.check_stale(100.0) is None  # no stream seen yet: nothing to judge
+    gate.data_seen("kucoin", 100.0)
+    assert gate.check_stale(104.0) is None
+    reason = gate.check_stale(105.5)
+    assert reason == gate.killed_reason and "no market data from kucoin for 5.5 s" in reason
+    assert gate.pre_check(cycle(), 105.5) is RejectReason.KILL_SWITCH
+    assert RiskGate(RiskLimits(stale_data_s=0.0)).check_stale(1e9) is None
+
+
+def test_limits_stay_plain_numbers():
+    from dataclasses import asdict
+
+    assert all(isinstance(v, int | float) for v in asdict(RiskLimits()).values())  # shown by !risk

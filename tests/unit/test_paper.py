@@ -111,3 +111,28 @@ def test_hold_policy_keeps_the_stranded_asset():
     opp = plan(leg("A-USDT", Side.BUY, "10", "2", "USDT", "A"),
                leg("A-B", Side.SELL, "0.7", "2", "A", "B"), input_="20.02")
     assert [r.order.client_oid for r in executor.execute(opp, 0.0)] == ["op1-L0", "op1-L1"]
+
+
+def test_first_leg_sends_the_planned_size_later_legs_what_the_funds_at_the_limit_allow():
+    # the plan walked two ask levels: 1 @ 10 + 1 @ 11 = 21 (+ fee) for 2 A; budget / limit would be 1.90
+    books = {"A-USDT": ([(9.0, 10.0)], [(10.0, 1.0), (11.0, 5.0)]), "A-B": ([(1.0, 10.0)], [(1.2, 5.0)])}
+    executor, _, _ = setup(books)
+    opp = plan(leg("A-USDT", Side.BUY, "11", "2", "USDT", "A"), leg("A-B", Side.BUY, "1.3", "1.6", "A", "B"),
+               input_="21.021")
+    first, second, *rest = executor.execute(opp, 0.0)
+    assert first.order.size == D("2") and first.status is OrderStatus.FILLED
+    # 2 A buys what 2 / (1.3 * 1.001) allows on the 0.01 grid: a venue holds size * limit * (1 + fee)
+    assert second.order.size == D("1.53") and second.status is OrderStatus.FILLED
+    # the A that limit-price sizing left unspent is unwound
+    assert [r.order.client_oid for r in rest] == ["op1-U2"] and rest[0].order.size == D("0.16")
+
+
+def test_an_unwind_left_partly_filled_raises_an_alert_naming_the_opportunity():
+    books = {"A-USDT": ([(9.98, 0.5)], [(10.0, 5.0)]), "A-B": ([(0.6, 1.0)], [(0.9, 1.0)])}
+    executor, _, _ = setup(books)
+    opp = plan(leg("A-USDT", Side.BUY, "10", "2", "USDT", "A"),
+               leg("A-B", Side.SELL, "0.7", "2", "A", "B"), input_="20.02")
+    outcome = executor.run(opp, 0.0)
+    assert [r.order.client_oid for r in outcome.results] == ["op1-L0", "op1-L1", "op1-U2"]
+    (alert,) = outcome.alerts
+    assert alert == "op1: unwind sell A-USDT@v filled 0.5 of 2; the rest of its A held"

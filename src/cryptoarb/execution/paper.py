@@ -1,23 +1,55 @@
 """Paper execution: fills simulated honestly on the books as they stand when the orders would land.
 
-Each leg is a limit IOC order at the plan's price. The engine calls :meth:`PaperExecutor.execute` at
-``detected_at + latency`` (internal plus venue latency), so the books may have moved: legs fill
-partly or not at all, exactly as live. Legs run sequentially: each leg spends what the previous leg
-actually delivered. Venue rules (minimum size and funds, lot) are enforced as the venue would.
-Fees are charged in the currency the market charges them in.
+Each leg is a limit IOC order at the plan's price. The engine submits an opportunity when it is
+detected; it is executed at ``detected_at + latency`` on the venue's clock (:meth:`PaperExecutor.poll`),
+so the books may have moved: legs fill partly or not at all, exactly as live. Sequential mode (the
+default): each leg spends what the previous leg actually delivered; inventory mode: every leg at its
+planned size at once. Venue rules (minimum size and funds, lot) are enforced as the venue would. Fees
+are charged in the currency the market charges them in. Our fills are removed from the local book and,
+on a simulated venue, from its liquidity (:class:`~cryptoarb.venues.base.LiquidityConsumer`), so two
+bots cannot both take it.
 
-When a leg fails or fills partly, the asset it leaves stranded is handled by the failed-leg policy:
-``unwind`` sells it back along the cycle's own markets, in reverse, with limit IOC orders no worse than
-``unwind_slippage_bps`` from the best price; ``hold`` keeps it. Unwind orders are booked against the
-opportunity (client order ids ``<opportunity>-U<n>``). Dust below a market's minimums is kept.
+Latency: ``latency = venue latency (paper.latency_ms) + internal latency``. The internal latency of each
+opportunity (update received -> decision) is *measured* and reported with it, but by default the
+schedule uses a *configured* internal latency (``paper.internal_latency_ms``, 0): the measured one
+depends on the machine and its load, and putting it into the virtual clock would make the same seed
+fill differently on different machines. ``paper.add_measured_latency`` schedules with the measured
+value instead (research runs; not reproducible).
+
+Checks before the orders: the kill switch (the engine's gate) when the orders would land; in inventory
+mode also the live preflight of every leg (balance on its venue, rules, fresh books), since each leg
+spends inventory. Sequential mode needs no more: sizing already capped the first leg at the balance, and
+later legs spend what the previous delivered.
+
+When a leg fails or fills partly, the asset it leaves stranded is handled by the failed-leg policy
+(:mod:`cryptoarb.execution.policy`): ``unwind``, ``hedge`` or ``hold``. Recovery orders are booked
+against the opportunity (client order ids ``<opportunity>-U<n>`` / ``-H<n>``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+import heapq
+from collections.abc import Callable, Mapping
+from decimal import Decimal
 
-from cryptoarb.core.books import BookStore
+from cryptoarb.core.books import BookStore, Freshness
+from cryptoarb.execution.executor import (
+    UNLIMITED,
+    UNWIND_LEG_BASE,
+    ZERO,
+    Completion,
+    CycleContext,
+    CycleOutcome,
+    Gate,
+    LegMode,
+    OnComplete,
+    Policy,
+    client_oid,
+    drive_cycle,
+    floor_to,
+    run_sync,
+)
+from cryptoarb.execution.preflight import preflight
 from cryptoarb.model import (
     Fill,
     Market,
@@ -26,125 +58,122 @@ from cryptoarb.model import (
     Order,
     OrderResult,
     OrderStatus,
-    PlannedLeg,
     Side,
 )
 from cryptoarb.venues.base import LiquidityConsumer, Venue
 
-ZERO = Decimal(0)
-UNLIMITED = Decimal("Infinity")
-UNWIND_LEG_BASE = 100
+__all__ = ["UNLIMITED", "UNWIND_LEG_BASE", "PaperExecutor", "client_oid"]
 
-
-def client_oid(opportunity_id: str, leg_index: int) -> str:
-    """Deterministic per opportunity and leg, so a retried request can never double an order."""
-    return f"{opportunity_id}-L{leg_index}"
-
-
-def _floor(value: Decimal, increment: Decimal) -> Decimal:
-    return (value / increment).to_integral_value(rounding=ROUND_DOWN) * increment
+CLOCK_EPSILON_S = 1e-9
+"""Due times are sums of floats (0.85 + 0.05 = 0.9000000000000001): an order due "at" a clock tick lands on
+that tick, not on the next one."""
 
 
 class PaperExecutor:
+    mode = "paper"
+
     def __init__(self, books: BookStore, markets: Mapping[MarketKey, Market], venues: Mapping[str, Venue],
-                 *, failed_leg_policy: str = "unwind", unwind_slippage_bps: float = 50.0) -> None:
+                 *, failed_leg_policy: Policy = "unwind", unwind_slippage_bps: float = 50.0,
+                 latency_s: float = 0.05, internal_latency_s: float = 0.0, add_measured_latency: bool = False,
+                 leg_mode: LegMode = "sequential", balance: Callable[[str, str], Decimal] | None = None,
+                 freshness: Freshness | None = None) -> None:
+        """``balance`` (the engine's ledger): in inventory mode every plan is checked as live checks it
+        (:mod:`cryptoarb.execution.preflight`) when it lands, so a leg whose input is not held on its venue
+        is refused instead of driving the paper balance negative."""
         self._books = books
         self._markets = markets
         self._venues = venues
         self._policy = failed_leg_policy
         self._unwind_slippage = Decimal(repr(unwind_slippage_bps)) / 10_000
+        self.venue_latency_s = latency_s
+        self.internal_latency_s = internal_latency_s
+        self.add_measured_latency = add_measured_latency
+        self.leg_mode: LegMode = leg_mode
+        self._balance = balance
+        self._freshness = freshness or Freshness()
+        self._due: list[tuple[float, int, Opportunity, float, float]] = []
+        self._seq = 0
+        self._on_complete: OnComplete | None = None
+        self._gate: Gate | None = None
 
+    # -- the executor interface ------------------------------------------------------------------------
+    @property
+    def latency_s(self) -> float:
+        """The schedule's delay between detection and the orders landing (without measured latency)."""
+        return self.venue_latency_s + self.internal_latency_s
+
+    def bind(self, on_complete: OnComplete, gate: Gate | None = None) -> None:
+        self._on_complete = on_complete
+        self._gate = gate
+
+    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0) -> None:
+        internal = internal_s if self.add_measured_latency else self.internal_latency_s
+        self._seq += 1
+        heapq.heappush(self._due, (now + internal + self.venue_latency_s, self._seq, opportunity, internal,
+                                   self.venue_latency_s))
+
+    def poll(self, now: float) -> None:
+        """Execute every opportunity whose orders would have reached the venue by ``now``."""
+        while self._due and self._due[0][0] <= now + CLOCK_EPSILON_S:
+            _, _, opportunity, internal, venue = heapq.heappop(self._due)
+            latency = {"send": internal * 1000.0, "ack": venue * 1000.0, "fill": 0.0}
+            refusal = self._gate(opportunity) if self._gate is not None else None
+            if refusal is None and self.leg_mode == "inventory" and self._balance is not None:
+                problem = preflight(opportunity, self._markets, self._books, now, self._freshness, self._balance,
+                                    "inventory")
+                if problem is not None:
+                    refusal = (problem.reason, problem.detail)
+            if refusal is not None:
+                completion = Completion(opportunity, (), now, self.mode, refused=refusal, latency_ms=latency)
+            else:
+                outcome = self.run(opportunity, now)
+                completion = Completion(opportunity, tuple(outcome.results), now, self.mode,
+                                        alerts=tuple(outcome.alerts), latency_ms=latency)
+            if self._on_complete is not None:
+                self._on_complete(completion)
+
+    @property
+    def pending(self) -> int:
+        return len(self._due)
+
+    # -- execution -----------------------------------------------------------------------------------
     def execute(self, opportunity: Opportunity, now: float) -> tuple[OrderResult, ...]:
-        results: list[OrderResult] = []
-        stranded: list[tuple[int, Decimal]] = []  # (index of the leg whose output is stuck, amount)
-        available = opportunity.input
-        for index, leg in enumerate(opportunity.legs):
-            result = self._fill_leg(opportunity.id, client_oid(opportunity.id, index), index, leg, available, now)
-            results.append(result)
-            leftover = available - self._spent(leg, result)
-            if index > 0 and leftover > 0:
-                stranded.append((index - 1, leftover))
-            if not result.fills:
-                break
-            available = self._delivered(leg, result)
-        if self._policy == "unwind":
-            for leg_index, amount in stranded:
-                results.extend(self._unwind(opportunity, leg_index, amount, now, len(results)))
-        return tuple(results)
+        """Every order's result, legs first then recovery orders, executed on the books at ``now``."""
+        return tuple(self.run(opportunity, now).results)
 
-    def _unwind(self, opportunity: Opportunity, leg_index: int, amount: Decimal, now: float,
-                counter: int) -> list[OrderResult]:
-        """Sell ``amount`` of leg ``leg_index``'s output back to the start asset, leg by leg in reverse."""
-        results: list[OrderResult] = []
-        for leg in reversed(opportunity.legs[: leg_index + 1]):
-            market = self._markets[(leg.venue, leg.symbol)]
-            book = self._books.get(market.key)
-            side = Side.SELL if leg.side is Side.BUY else Side.BUY
-            if book is None or not (book.bids if side is Side.SELL else book.asks):
-                break
-            limit = self._unwind_limit(market, side, book.best_bid if side is Side.SELL else book.best_ask)
-            back = PlannedLeg(leg.venue, leg.symbol, side, limit, UNLIMITED, amount, ZERO, ZERO, "",
-                              leg.asset_out, leg.asset_in, 0.0)
-            n = counter + len(results)
-            result = self._fill_leg(opportunity.id, f"{opportunity.id}-U{n}", UNWIND_LEG_BASE + n, back, amount,
-                                    now)
-            if result.status is OrderStatus.REJECTED:
-                break  # dust under the venue's minimums: kept
-            results.append(result)
-            if not result.fills:
-                break
-            amount = self._delivered(back, result)
-        return results
+    def run(self, opportunity: Opportunity, now: float) -> CycleOutcome:
+        ctx = CycleContext(self._markets, self._best, lambda: now, self.leg_mode, self._policy,
+                           self._unwind_slippage)
+        return run_sync(drive_cycle(opportunity, ctx), lambda order: self._send(order, now))
 
-    def _unwind_limit(self, market: Market, side: Side, best: float) -> Decimal:
-        best_d = Decimal(repr(best))
-        if side is Side.SELL:  # rounding the limit towards the best price keeps it inside the cap
-            raw, rounding = best_d * (1 - self._unwind_slippage), ROUND_CEILING
-        else:
-            raw, rounding = best_d * (1 + self._unwind_slippage), ROUND_FLOOR
-        return (raw / market.price_tick).to_integral_value(rounding=rounding) * market.price_tick
+    def _best(self, key: MarketKey, side: Side) -> float | None:
+        book = self._books.get(key)
+        if book is None:
+            return None
+        levels = book.asks if side is Side.BUY else book.bids
+        return levels[0][0] if levels else None
 
-    def _spent(self, leg: PlannedLeg, result: OrderResult) -> Decimal:
-        if leg.side is Side.SELL:
-            return result.filled_size
-        return sum((f.price * f.size + (f.fee if f.fee_asset == leg.asset_in else ZERO) for f in result.fills),
-                   ZERO)
-
-    def _delivered(self, leg: PlannedLeg, result: OrderResult) -> Decimal:
-        got = ZERO
-        for fill in result.fills:
-            got += fill.size if leg.side is Side.BUY else fill.price * fill.size
-            if fill.fee_asset == leg.asset_out:
-                got -= fill.fee
-        return got
-
-    def _fill_leg(self, opportunity_id: str, oid: str, index: int, leg: PlannedLeg, available: Decimal,
-                  now: float) -> OrderResult:
-        market = self._markets[(leg.venue, leg.symbol)]
-        fee_rate = market.taker_fee
-        if leg.side is Side.SELL:
-            size = min(leg.size, _floor(available, market.size_increment))
-        else:
-            budget = available / (1 + fee_rate) if market.fee_currency == "quote" else available
-            size = min(leg.size, _floor(budget / leg.limit_price, market.size_increment))
-        order = Order(oid, opportunity_id, index, leg.venue, leg.symbol,
-                      leg.side, leg.limit_price, size, created_at=now)
+    def _send(self, order: Order, now: float) -> OrderResult:
+        """What the venue would do with ``order``: its rules, then a taker walk of the book to the limit."""
+        market = self._markets[(order.venue, order.symbol)]
+        size = order.size
         if not market.enabled:
             return OrderResult(order, OrderStatus.REJECTED, reason="market disabled")
         if size < market.min_size or size <= 0:
             return OrderResult(order, OrderStatus.REJECTED, reason=f"size {size} below minimum {market.min_size}")
-        if size * leg.limit_price < market.min_funds:
+        if size * order.price < market.min_funds:
             return OrderResult(order, OrderStatus.REJECTED,
-                               reason=f"funds {size * leg.limit_price} below minimum {market.min_funds}")
-        book = self._books.get((leg.venue, leg.symbol))
+                               reason=f"funds {size * order.price} below minimum {market.min_funds}")
+        book = self._books.get((order.venue, order.symbol))
         if book is None:
             return OrderResult(order, OrderStatus.CANCELED, reason="no book")
-        buy = leg.side is Side.BUY
-        taken = book.take(buy, float(leg.limit_price), float(size))
+        buy = order.side is Side.BUY
+        fee_rate = market.taker_fee
+        taken = book.take(buy, float(order.price), float(size))
         fills: list[Fill] = []
         filled = ZERO
         for price, qty in taken:
-            qty_d = min(_floor(Decimal(repr(qty)), market.size_increment), size - filled)
+            qty_d = min(floor_to(Decimal(repr(qty)), market.size_increment), size - filled)
             if qty_d <= 0:
                 continue
             price_d = Decimal(repr(price))
@@ -153,12 +182,12 @@ class PaperExecutor:
                 fee, fee_asset = qty_d * fee_rate, market.base
             else:
                 fee, fee_asset = notional * fee_rate, market.quote
-            fills.append(Fill(order.client_oid, opportunity_id, index, leg.venue, leg.symbol, leg.side,
-                              price_d, qty_d, fee, fee_asset, now))
+            fills.append(Fill(order.client_oid, order.opportunity_id, order.leg_index, order.venue, order.symbol,
+                              order.side, price_d, qty_d, fee, fee_asset, now))
             filled += qty_d
-        venue = self._venues.get(leg.venue)
+        venue = self._venues.get(order.venue)
         if fills and isinstance(venue, LiquidityConsumer):
-            venue.consume(leg.symbol, leg.side, leg.limit_price, filled)
+            venue.consume(order.symbol, order.side, order.price, filled)
         if filled == 0:
             return OrderResult(order, OrderStatus.CANCELED, reason="no liquidity at the limit price")
         status = OrderStatus.FILLED if filled >= size else OrderStatus.PARTIAL

@@ -3,14 +3,61 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from cryptoarb.model import Balance, BookUpdate, Market, Order, OrderResult, Side, Ticker
+from cryptoarb.model import Balance, BookUpdate, Fill, Market, Order, OrderResult, OrderStatus, Side, Ticker
 
 
 class VenueError(Exception):
     """A venue could not do what was asked; the message is safe to show (never holds secrets)."""
+
+
+class RetryableVenueError(VenueError):
+    """The request may not have been processed, and trying again later can help: HTTP 429 / KuCoin
+    ``429000`` (rate limited), a timeout, a 5xx, a dropped connection.
+
+    Retrying an order with the same ``client_oid`` is always safe: the venue answers a known client order
+    id with the existing order. Adapters may instead raise any ``VenueError`` whose ``retryable``
+    attribute is true (e.g. ``venues.kucoin.rest.KucoinRateLimited``); executors treat both alike
+    (:func:`is_retryable`).
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class OrderNotFoundError(VenueError):
+    """The venue does not know this client order id (it was never placed, or has been purged)."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the request may be tried again (see :class:`RetryableVenueError`)."""
+    return isinstance(exc, RetryableVenueError | TimeoutError) or bool(getattr(exc, "retryable", False))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """A pushed change of one of our orders (a private websocket: KuCoin ``/spotMarket/tradeOrdersV2``).
+
+    ``fills`` are the fills this message reports that earlier ones did not (a ``match`` event); ``final``
+    says the order will not change any more (``done``: filled or canceled, which is where every IOC order
+    ends). ``filled_size`` is the venue's cumulative filled size, to detect a missed message.
+    """
+
+    venue: str
+    symbol: str
+    client_oid: str
+    status: OrderStatus
+    filled_size: Decimal
+    fills: tuple[Fill, ...] = ()
+    final: bool = False
+    at: float = 0.0
+    reason: str = ""
 
 
 @runtime_checkable
@@ -56,4 +103,14 @@ class LiquidityConsumer(Protocol):
 
     def consume(self, symbol: str, side: Side, limit_price: Decimal, size: Decimal) -> list[tuple[float, float]]:
         """Take liquidity as a taker order would; returns the (price, size) taken."""
+        ...
+
+
+@runtime_checkable
+class OrderUpdateSource(Protocol):
+    """A venue that pushes the state of our orders (private websocket); executors fall back to
+    ``fetch_order`` (REST) when a push does not come in time."""
+
+    def order_updates(self) -> AsyncIterator[OrderUpdate]:
+        """Every update of this account's orders, in the order the venue sent them, until closed."""
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from decimal import Decimal
 
 import numpy as np
@@ -34,9 +35,15 @@ def _scale(exp: int) -> tuple[int, int]:
 
 
 class SimMarket:
-    def __init__(self, universe: Universe, settings: SimSettings) -> None:
+    """One venue's books. ``fair``, when given, supplies the log USD fair value of every asset of the
+    universe (in ``universe.assets`` order) at each step instead of the market's own random walk: that is
+    how several venues share one set of hidden fair values (``venues.sim.world``)."""
+
+    def __init__(self, universe: Universe, settings: SimSettings,
+                 fair: Callable[[], np.ndarray] | None = None) -> None:
         self.universe = universe
         self.settings = settings
+        self._fair = fair
         self.time = 0.0
         self._steps = 0
         self._dt = settings.step_ms / 1000
@@ -157,6 +164,8 @@ class SimMarket:
         vol = np.array([a.vol_bps for a in assets]) / 1e4 * math.sqrt(dt)
         corr = np.array([a.market_corr for a in assets])
         self._lf = np.log(np.array([a.fair_usd for a in assets]))
+        if self._fair is not None:
+            self._lf = np.array(self._fair(), dtype=np.float64)
         self._anchor = self._lf.copy()
         self._kappa = np.array([_STABLE_REVERSION_PER_S * dt if a.stable else 0.0 for a in assets])
         self._sig_idio = vol * np.sqrt(1 - corr)
@@ -165,6 +174,9 @@ class SimMarket:
         self._jump_sig = np.array([a.jump_bps for a in assets]) / 1e4
 
     def _walk(self) -> None:
+        if self._fair is not None:
+            self._lf[:] = self._fair()
+            return
         n = len(self._lf)
         z = self._rng.standard_normal(n + 1)
         self._lf += self._kappa * (self._anchor - self._lf) + self._sig_idio * z[:n] + self._sig_mkt * z[n]

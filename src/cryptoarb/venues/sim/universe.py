@@ -216,7 +216,7 @@ def _pick_quotes(rng: random.Random, asset: AssetSpec, count: int) -> list[str]:
 
 
 def _pair(rng: random.Random, index: int, base: AssetSpec, quote: AssetSpec, hotness: float, tier: Tier,
-          venue: str) -> PairSpec:
+          venue: str, *, fee: Decimal = FEE, min_funds: Decimal | None = None) -> PairSpec:
     price = base.fair_usd / quote.fair_usd
     digits = 6 if tier is Tier.HOT else 5 if tier is Tier.MEDIUM else rng.choice((4, 5))
     price_exp = math.floor(math.log10(price)) - (digits - 1)
@@ -236,8 +236,8 @@ def _pair(rng: random.Random, index: int, base: AssetSpec, quote: AssetSpec, hot
     market = Market(
         venue=venue, symbol=f"{base.name}-{quote.name}", base=base.name, quote=quote.name,
         price_tick=Decimal(1).scaleb(price_exp), size_increment=Decimal(1).scaleb(size_exp),
-        min_size=Decimal(1).scaleb(min_exp), min_funds=MIN_FUNDS[quote.name],
-        taker_fee=FEE, maker_fee=FEE, fee_currency="quote", enabled=True)
+        min_size=Decimal(1).scaleb(min_exp), min_funds=MIN_FUNDS[quote.name] if min_funds is None else min_funds,
+        taker_fee=fee, maker_fee=fee, fee_currency="quote", enabled=True)
     return PairSpec(
         index=index, market=market, base_index=base.index, quote_index=quote.index, hotness=hotness,
         tier=tier, spread_bps=spread, level_gap_bps=gap, top_depth_usd=top, requote_per_s=rate,

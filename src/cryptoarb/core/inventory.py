@@ -1,0 +1,152 @@
+"""Inventory skew and rebalance suggestions. Pure: balances, targets and marks are passed in.
+
+Inventory mode keeps a buffer of each asset on each venue so every leg can fire at once; trading moves
+those buffers (cross-exchange cycles buy on one venue and sell on another), and a venue that runs out of
+an asset stops cycles through it. :class:`InventoryMonitor` compares what each venue holds with its
+target (by default the starting inventory) and says, once per episode, which holdings are skewed and
+how to fix them:
+
+- ``transfer``: the asset is short on one venue and in surplus on another: move it (withdraw/deposit);
+- ``buy`` / ``sell``: the asset is short (or long) in total: trade it against the venue's start asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+ZERO = Decimal(0)
+Holdings = Mapping[tuple[str, str], Decimal]
+"""(venue, asset) -> amount."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkewAlert:
+    venue: str
+    asset: str
+    held: Decimal
+    target: Decimal
+    deviation_pct: float
+    """(held - target) / target in percent; +inf for an asset held without a target."""
+    usd: float
+    """Value of ``held - target``."""
+
+    def describe(self) -> str:
+        dev = "no target" if self.deviation_pct == float("inf") else f"{self.deviation_pct:+.0f}%"
+        return (f"{self.asset} on {self.venue}: {_fmt(self.held)} held vs {_fmt(self.target)} target "
+                f"({dev}, {self.usd:+,.2f} USD)")
+
+
+@dataclass(frozen=True, slots=True)
+class Rebalance:
+    kind: str
+    """transfer, buy or sell."""
+    asset: str
+    from_venue: str
+    to_venue: str
+    amount: Decimal
+    usd: float
+
+    def describe(self) -> str:
+        if self.kind == "transfer":
+            return (f"move {_fmt(self.amount)} {self.asset} (~{self.usd:,.2f} USD) from {self.from_venue} "
+                    f"to {self.to_venue}")
+        return f"{self.kind} {_fmt(self.amount)} {self.asset} (~{self.usd:,.2f} USD) on {self.to_venue}"
+
+
+def _fmt(x: Decimal) -> str:
+    return f"{x.normalize():f}" if x else "0"
+
+
+def skews(held: Holdings, target: Holdings, mark: Callable[[str, str], float | None], *,
+          threshold_pct: float, min_usd: float) -> list[SkewAlert]:
+    """Holdings more than ``threshold_pct`` away from their target and worth at least ``min_usd``."""
+    out = []
+    for key in sorted(set(held) | set(target)):
+        venue, asset = key
+        have, want = held.get(key, ZERO), target.get(key, ZERO)
+        diff = have - want
+        usd = float(diff) * (mark(venue, asset) or 0.0)
+        if abs(usd) < min_usd or diff == 0:
+            continue
+        pct = float(diff / want) * 100 if want > 0 else float("inf")
+        if abs(pct) >= threshold_pct:
+            out.append(SkewAlert(venue, asset, have, want, pct, usd))
+    return out
+
+
+def suggest_rebalance(held: Holdings, target: Holdings, mark: Callable[[str, str], float | None], *,
+                      min_usd: float) -> list[Rebalance]:
+    """Transfers that bring each asset's venues back to target, then trades for what is short or long
+    in total. Greedy: the largest surplus feeds the largest deficit first."""
+    out: list[Rebalance] = []
+    assets = sorted({a for _, a in set(held) | set(target)})
+    for asset in assets:
+        gaps = {v: held.get((v, asset), ZERO) - target.get((v, asset), ZERO)
+                for v, a in set(held) | set(target) if a == asset}
+        price = {v: mark(v, asset) or 0.0 for v in gaps}
+        surplus = sorted(((g, v) for v, g in gaps.items() if g > 0), reverse=True)
+        deficit = sorted((g, v) for v, g in gaps.items() if g < 0)
+        si = di = 0
+        s_left = [g for g, _ in surplus]
+        d_left = [-g for g, _ in deficit]
+        while si < len(surplus) and di < len(deficit):
+            amount = min(s_left[si], d_left[di])
+            src, dst = surplus[si][1], deficit[di][1]
+            usd = float(amount) * (price[src] or price[dst])
+            if usd >= min_usd:
+                out.append(Rebalance("transfer", asset, src, dst, amount, usd))
+            s_left[si] -= amount
+            d_left[di] -= amount
+            if s_left[si] == 0:
+                si += 1
+            if d_left[di] == 0:
+                di += 1
+        for i in range(di, len(deficit)):
+            if d_left[i] > 0:
+                venue = deficit[i][1]
+                usd = float(d_left[i]) * price[venue]
+                if usd >= min_usd:
+                    out.append(Rebalance("buy", asset, venue, venue, d_left[i], usd))
+        for i in range(si, len(surplus)):
+            if s_left[i] > 0:
+                venue = surplus[i][1]
+                usd = float(s_left[i]) * price[venue]
+                if usd >= min_usd and target.get((venue, asset), ZERO) > 0:
+                    out.append(Rebalance("sell", asset, venue, venue, s_left[i], usd))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReport:
+    alerts: tuple[SkewAlert, ...]
+    suggestions: tuple[Rebalance, ...]
+
+
+class InventoryMonitor:
+    """Skew alerts once per episode: :meth:`check` returns a report only when the set of skewed
+    (venue, asset) holdings changes, and an empty one once they are all back within bounds."""
+
+    def __init__(self, targets: Mapping[str, Mapping[str, float | Decimal]], *, threshold_pct: float = 50.0,
+                 min_usd: float = 25.0, start_assets: frozenset[str] = frozenset()) -> None:
+        self.targets: dict[tuple[str, str], Decimal] = {
+            (venue, asset): Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
+            for venue, assets in targets.items() for asset, amount in assets.items() if amount > 0}
+        self.threshold_pct = threshold_pct
+        self.min_usd = min_usd
+        self.start_assets = start_assets
+        """Assets PnL accrues in: their drift is profit or loss, not skew."""
+        self._skewed: frozenset[tuple[str, str]] = frozenset()
+
+    def check(self, held: Holdings, mark: Callable[[str, str], float | None]) -> InventoryReport | None:
+        held = {k: v for k, v in held.items() if k[1] not in self.start_assets}
+        target = {k: v for k, v in self.targets.items() if k[1] not in self.start_assets}
+        alerts = skews(held, target, mark, threshold_pct=self.threshold_pct, min_usd=self.min_usd)
+        skewed = frozenset((a.venue, a.asset) for a in alerts)
+        if skewed == self._skewed:
+            return None
+        self._skewed = skewed
+        assets = {a.asset for a in alerts}
+        suggestions = [r for r in suggest_rebalance(held, target, mark, min_usd=self.min_usd) if r.asset in assets]
+        return InventoryReport(tuple(alerts), tuple(suggestions))

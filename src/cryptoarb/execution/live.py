@@ -1,0 +1,379 @@
+"""Live execution through the :class:`~cryptoarb.venues.base.Venue` protocol.
+
+An opportunity handed to :meth:`LiveExecutor.submit` runs as one asyncio task:
+
+1. **Gate and preflight** (:mod:`cryptoarb.execution.preflight`): the kill switch, then every leg is
+   checked (market enabled, book fresh, tick, lot, minimum size and funds, balance less what other
+   in-flight opportunities have reserved). Any problem refuses the whole plan before an order is sent.
+2. **Orders**, decided by the shared cycle driver (:func:`~cryptoarb.execution.executor.drive_cycle`):
+   limit IOC at the plan's prices, never market orders. *Inventory mode* sends every leg at once (each
+   input is already held on its venue); *sequential mode* sends one leg at a time, each sized on what the
+   previous leg actually delivered after partial fills and fees.
+3. Before a batch of orders is sent, their rows are **written durably** (``write_intent``, e.g.
+   :meth:`StoreWriter.write_intent`), so a crash can never lose a sent order. A failed intent write
+   sends nothing.
+4. **Sending** an order: client order ids come from the opportunity and leg, so a retry cannot double
+   it. A retryable failure (:func:`~cryptoarb.venues.base.is_retryable`: 429, timeout, 5xx) first looks
+   the order up by client order id (the request may have been processed) and otherwise sends it again,
+   with the same id, after a doubling backoff (or the venue's ``retry_after_s``). Other errors fail the
+   leg. Every failed request counts towards the risk gate's error rate.
+5. **Order state**: IOC orders are normally final in the venue's answer. One that is still open waits
+   for a pushed update (:meth:`LiveExecutor.on_order_update`, fed from a private websocket by
+   :meth:`LiveExecutor.follow`) with REST lookups (``fetch_order`` by client order id) every
+   ``poll_interval_s`` as the fallback; still open after ``resolve_timeout_s``, it is canceled and looked
+   up once more.
+6. A leg that fails or fills partly triggers the **failed-leg policy** (unwind, hedge or hold); recovery
+   orders go through the same path and are booked against the opportunity.
+
+The completion (every result, alerts, request counts and stage latencies) goes to the engine's callback
+from the task; the engine books it synchronously (ledger, risk, events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from cryptoarb.core.books import BookStore, Freshness
+from cryptoarb.execution.executor import (
+    Completion,
+    CycleContext,
+    CycleOutcome,
+    Gate,
+    LegMode,
+    OnComplete,
+    Policy,
+    drive_cycle,
+    rule_violation,
+)
+from cryptoarb.execution.preflight import needs, preflight
+from cryptoarb.model import Market, MarketKey, Opportunity, Order, OrderResult, OrderStatus, Side
+from cryptoarb.venues.base import OrderUpdate, OrderUpdateSource, Venue, is_retryable
+
+if TYPE_CHECKING:
+    from cryptoarb.config import Settings
+    from cryptoarb.engine import Engine
+
+ZERO = Decimal(0)
+NOT_SENT = " (not sent)"
+INTENT_FAILED = "intent_failed"
+UNRESOLVED = "unresolved"
+
+IntentWriter = Callable[..., Awaitable[None]]
+"""``await write_intent(*orders)``: returns once the orders' rows are durable; raises otherwise."""
+
+
+@dataclass(slots=True)
+class _Run:
+    """Bookkeeping of one opportunity's task."""
+
+    started: float
+    first_send: float | None = None
+    first_ack: float | None = None
+    ok: int = 0
+    failed: int = 0
+
+    def sent(self) -> None:
+        if self.first_send is None:
+            self.first_send = time.perf_counter()
+
+    def acked(self) -> None:
+        if self.first_ack is None:
+            self.first_ack = time.perf_counter()
+
+    def latency_ms(self) -> dict[str, float]:
+        end = time.perf_counter()
+        send = self.first_send if self.first_send is not None else end
+        ack = self.first_ack if self.first_ack is not None else send
+        return {"send": (send - self.started) * 1000.0, "ack": (ack - send) * 1000.0, "fill": (end - ack) * 1000.0}
+
+
+class LiveExecutor:
+    mode = "live"
+    latency_s = 0.0
+
+    def __init__(self, venues: Mapping[str, Venue], markets: Mapping[MarketKey, Market], books: BookStore, *,
+                 balance: Callable[[str, str], Decimal], clock: Callable[[], float] = time.time,
+                 freshness: Freshness | None = None, write_intent: IntentWriter | None = None,
+                 leg_mode: LegMode = "sequential", failed_leg_policy: Policy = "unwind",
+                 unwind_slippage_bps: float = 50.0, order_timeout_s: float = 5.0, retry_attempts: int = 4,
+                 retry_backoff_s: float = 0.25, resolve_timeout_s: float = 10.0,
+                 poll_interval_s: float = 0.5) -> None:
+        self.venues = dict(venues)
+        self.markets = markets
+        self.books = books
+        self.balance = balance
+        self.clock = clock
+        self.freshness = freshness or Freshness()
+        self.write_intent = write_intent
+        self.leg_mode: LegMode = leg_mode
+        self.policy: Policy = failed_leg_policy
+        self.cap = Decimal(repr(unwind_slippage_bps)) / 10_000
+        self.order_timeout_s = order_timeout_s
+        self.retry_attempts = max(1, retry_attempts)
+        self.retry_backoff_s = retry_backoff_s
+        self.resolve_timeout_s = resolve_timeout_s
+        self.poll_interval_s = poll_interval_s
+        self.reserved: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._on_complete: OnComplete | None = None
+        self._gate: Gate | None = None
+        self._updates: dict[str, list[OrderUpdate]] = {}
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._open: set[str] = set()
+
+    @classmethod
+    def for_engine(cls, engine: Engine, *, clock: Callable[[], float] = time.time,
+                   write_intent: IntentWriter | None = None, **overrides: Any) -> LiveExecutor:
+        """A live executor over ``engine``'s venues, markets, books and ledger, configured from its
+        settings (``execution`` section); pass it to ``Engine(..., executor=...)`` as a factory::
+
+            Engine(settings, venues, markets, publish,
+                   executor=lambda e: LiveExecutor.for_engine(e, write_intent=writer.write_intent))
+        """
+        return cls(engine.venues, engine.markets, engine.books, balance=engine.ledger.free, clock=clock,
+                   freshness=engine.freshness, write_intent=write_intent,
+                   **{**settings_kwargs(engine.settings), **overrides})
+
+    # -- the executor interface ------------------------------------------------------------------------
+    def bind(self, on_complete: OnComplete, gate: Gate | None = None) -> None:
+        self._on_complete = on_complete
+        self._gate = gate
+
+    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(opportunity, time.perf_counter()),
+                                                      name=f"execute-{opportunity.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def poll(self, now: float) -> None:
+        """Nothing to do: completions are delivered from their tasks as the venues answer."""
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait for every opportunity in flight to complete; False if ``timeout_s`` passed first."""
+        if not self._tasks:
+            return True
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
+        return not pending
+
+    def available(self, venue: str, asset: str) -> Decimal:
+        """Balance not reserved by opportunities in flight."""
+        return self.balance(venue, asset) - self.reserved.get((venue, asset), ZERO)
+
+    # -- pushed order state ---------------------------------------------------------------------------
+    def on_order_update(self, update: OrderUpdate) -> None:
+        """A pushed update of one of our orders (private websocket). Updates of orders this executor is
+        not waiting for are ignored."""
+        oid = update.client_oid
+        if oid not in self._open:
+            return
+        self._updates.setdefault(oid, []).append(update)
+        waiter = self._waiting.get(oid)
+        if update.final and waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def follow(self, source: OrderUpdateSource) -> None:
+        """Feed every update ``source`` pushes to :meth:`on_order_update` (run as a task)."""
+        async for update in source.order_updates():
+            self.on_order_update(update)
+
+    # -- one opportunity ------------------------------------------------------------------------------
+    async def _run(self, opportunity: Opportunity, started: float) -> None:
+        run = _Run(started)
+        outcome = CycleOutcome()
+        refused = None
+        reserved: dict[tuple[str, str], Decimal] = {}
+        try:
+            refused = self._gate(opportunity) if self._gate is not None else None
+            if refused is None:
+                problem = preflight(opportunity, self.markets, self.books, self.clock(), self.freshness,
+                                    self.available, self.leg_mode)
+                if problem is not None:
+                    refused = (problem.reason, problem.detail)
+            if refused is None:
+                reserved = needs(opportunity, self.markets, self.leg_mode)
+                for key, amount in reserved.items():
+                    self.reserved[key] += amount
+                refused = await self._drive(opportunity, outcome, run)
+        except Exception as exc:  # never lose a completion: what was sent is booked, the rest alerted
+            outcome.alerts.append(f"{opportunity.id}: execution failed: {type(exc).__name__}: {exc}")
+        finally:
+            for key, amount in reserved.items():
+                self.reserved[key] -= amount
+                if self.reserved[key] <= 0:
+                    del self.reserved[key]
+        completion = Completion(
+            opportunity, tuple(outcome.results), self.clock(), self.mode, refused=refused,
+            alerts=tuple(outcome.alerts), latency_ms=run.latency_ms(), requests_ok=run.ok,
+            requests_failed=run.failed)
+        if self._on_complete is not None:
+            self._on_complete(completion)
+
+    async def _drive(self, opportunity: Opportunity, outcome: CycleOutcome, run: _Run) -> tuple[str, str] | None:
+        ctx = CycleContext(self.markets, self._best, self.clock, self.leg_mode, self.policy, self.cap)
+        cycle = drive_cycle(opportunity, ctx, outcome)
+        first = True
+        try:
+            orders = next(cycle)
+            while True:
+                if self.write_intent is not None:
+                    try:
+                        await self.write_intent(*orders)
+                    except Exception as exc:
+                        detail = f"the order rows could not be written before sending: {type(exc).__name__}: {exc}"
+                        run.failed += 1
+                        if first:
+                            return INTENT_FAILED, detail
+                        outcome.alerts.append(f"{opportunity.id}: {detail}; nothing more sent")
+                        cycle.close()
+                        outcome.results.extend(OrderResult(o, OrderStatus.REJECTED,
+                                                           reason=f"{INTENT_FAILED}: {detail}{NOT_SENT}")
+                                               for o in orders)
+                        return None
+                first = False
+                answers = await asyncio.gather(*(self._send(order, run) for order in orders))
+                for order, answer in zip(orders, answers, strict=True):
+                    if answer.status is OrderStatus.NEW:
+                        outcome.alerts.append(f"{opportunity.id}: order {order.client_oid} state unknown "
+                                              f"({answer.reason}); check it on {order.venue}")
+                orders = cycle.send(list(answers))
+        except StopIteration:
+            pass  # ``outcome`` holds every result and alert
+        return None
+
+    def _best(self, key: MarketKey, side: Side) -> float | None:
+        book = self.books.get(key)
+        if book is None:
+            return None
+        levels = book.asks if side is Side.BUY else book.bids
+        return levels[0][0] if levels else None
+
+    # -- one order -------------------------------------------------------------------------------------
+    async def _send(self, order: Order, run: _Run) -> OrderResult:
+        """Place ``order`` and return its final state. Never raises (errors become results)."""
+        market = self.markets.get((order.venue, order.symbol))
+        if market is not None and (problem := rule_violation(order, market)):
+            return OrderResult(order, OrderStatus.REJECTED, reason=problem + NOT_SENT)
+        venue = self.venues.get(order.venue)
+        if venue is None:
+            return OrderResult(order, OrderStatus.REJECTED, reason=f"unknown_venue: {order.venue}{NOT_SENT}")
+        self._open.add(order.client_oid)
+        try:
+            result = await self._place(venue, order, run)
+            if result.status is OrderStatus.NEW:
+                result = await self._resolve(venue, order, result, run)
+            return result
+        finally:
+            self._open.discard(order.client_oid)
+            self._updates.pop(order.client_oid, None)
+            self._waiting.pop(order.client_oid, None)
+
+    async def _place(self, venue: Venue, order: Order, run: _Run) -> OrderResult:
+        delay = self.retry_backoff_s
+        last = ""
+        for attempt in range(self.retry_attempts):
+            run.sent()
+            try:
+                async with asyncio.timeout(self.order_timeout_s):
+                    result = await venue.place_order(order)
+            except Exception as exc:
+                run.failed += 1
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if not is_retryable(exc):
+                    run.acked()
+                    return OrderResult(order, OrderStatus.REJECTED, reason=f"venue_error: {last}")
+                # The request may have been processed: the venue knows the client order id then.
+                found = await self._lookup(venue, order, run)
+                if found is not None:
+                    run.acked()
+                    return found
+                if attempt + 1 < self.retry_attempts:
+                    retry_after = getattr(exc, "retry_after_s", None)
+                    await asyncio.sleep(retry_after if retry_after is not None else delay)
+                    delay *= 2
+                continue
+            run.ok += 1
+            run.acked()
+            return result
+        run.acked()
+        return OrderResult(order, OrderStatus.NEW,
+                           reason=f"{UNRESOLVED}: {self.retry_attempts} attempts failed, last {last}")
+
+    async def _lookup(self, venue: Venue, order: Order, run: _Run) -> OrderResult | None:
+        """The order as the venue knows it (REST, by client order id); None if unknown or unreachable."""
+        try:
+            async with asyncio.timeout(self.order_timeout_s):
+                found = await venue.fetch_order(order.symbol, order.client_oid)
+        except Exception as exc:
+            if is_retryable(exc):
+                run.failed += 1
+            return None
+        run.ok += 1
+        if found.order.client_oid != order.client_oid:
+            return None
+        return OrderResult(order, found.status, found.fills, found.reason)
+
+    async def _resolve(self, venue: Venue, order: Order, result: OrderResult, run: _Run) -> OrderResult:
+        """An order the venue answered as still open: wait for a pushed final state, looking it up by
+        REST every ``poll_interval_s``; past ``resolve_timeout_s`` cancel it and look once more."""
+        oid = order.client_oid
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.resolve_timeout_s
+        while True:
+            pushed = self._pushed_final(order)
+            if pushed is not None:
+                return pushed
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            waiter = self._waiting.get(oid)
+            if waiter is None or waiter.done():
+                waiter = self._waiting[oid] = loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(waiter), min(self.poll_interval_s, left))
+            pushed = self._pushed_final(order)
+            if pushed is not None:
+                return pushed
+            found = await self._lookup(venue, order, run)
+            if found is not None and found.status is not OrderStatus.NEW:
+                return found
+            if found is not None:
+                result = found
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.order_timeout_s):
+                await venue.cancel_order(order.symbol, oid)
+        found = await self._lookup(venue, order, run)
+        if found is not None and found.status is not OrderStatus.NEW:
+            return found
+        run.failed += 1
+        return OrderResult(order, OrderStatus.NEW, result.fills,
+                           reason=f"{UNRESOLVED}: still open after {self.resolve_timeout_s:g} s and a cancel")
+
+    def _pushed_final(self, order: Order) -> OrderResult | None:
+        updates = self._updates.get(order.client_oid)
+        if not updates or not updates[-1].final:
+            return None
+        fills = tuple(f for u in updates for f in u.fills)
+        final = updates[-1]
+        if sum((f.size for f in fills), ZERO) < final.filled_size:
+            return None  # a match message was missed: the REST lookup has the whole order
+        return OrderResult(order, final.status, fills, final.reason)
+
+
+def settings_kwargs(settings: Settings) -> dict[str, Any]:
+    """LiveExecutor keyword arguments from the ``execution`` section."""
+    ex = settings.execution
+    return {"leg_mode": ex.leg_mode, "failed_leg_policy": ex.failed_leg_policy,
+            "unwind_slippage_bps": ex.unwind_slippage_bps, "order_timeout_s": ex.order_timeout_s,
+            "retry_attempts": ex.retry_attempts, "retry_backoff_s": ex.retry_backoff_s,
+            "resolve_timeout_s": ex.resolve_timeout_s, "poll_interval_s": ex.poll_interval_s}

@@ -1,0 +1,1 @@
+"""Coinbase Exchange: the websocket feed codec, a market-data client and a loopback simulator of the feed."""

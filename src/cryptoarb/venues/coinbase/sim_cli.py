@@ -1,0 +1,73 @@
+"""The Coinbase mode of ``cryptoarb sim-server``: a loopback Coinbase Exchange websocket feed.
+
+Mount it on the main typer app (see docs/venues.md), or run it alone with
+``python -m cryptoarb.venues.coinbase.sim_cli --port 0``. Once listening it prints one line,
+``cryptoarb sim-server listening on ws://127.0.0.1:PORT``, and flushes stdout, so a parent process can wait
+for it. Importing this module is cheap: the server (aiohttp, numpy) loads when the command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+from cryptoarb.config import SimSettings
+
+LISTENING = "cryptoarb sim-server listening on "
+_SIM = "Simulated market"
+_API = "Coinbase feed"
+
+
+def coinbase_sim_server(
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.", min=0, max=65535)] = 18998,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the market (same seed, same products and prices).",
+                                      rich_help_panel=_SIM)] = 7,
+    speed: Annotated[float, typer.Option(min=0, help="Simulated seconds per wall second; 0 freezes the market "
+                                                    "(step it with POST /_sim/step).", rich_help_panel=_SIM)] = 1.0,
+    step_ms: Annotated[int, typer.Option(min=1, help="Market step.", rich_help_panel=_SIM)] = 50,
+    depth: Annotated[int, typer.Option(min=20, max=200, help="Book levels per side.", rich_help_panel=_SIM)] = 50,
+    batch_ms: Annotated[int, typer.Option(min=1, help="level2_batch period.", rich_help_panel=_API)] = 50,
+    heartbeat_s: Annotated[float, typer.Option(min=0.05, help="Heartbeat period per product.",
+                                               rich_help_panel=_API)] = 1.0,
+    subscribe_timeout_s: Annotated[float, typer.Option(min=0.1, help="Close a socket that has not subscribed "
+                                                                     "by then.", rich_help_panel=_API)] = 5.0,
+    log_level: Annotated[str, typer.Option(help="Python log level.")] = "WARNING",
+) -> None:
+    """Run a loopback Coinbase Exchange websocket feed (ticker, level2_batch, heartbeat) on simulated books.
+
+    Admin API on the same port: GET /_sim/stats, POST /_sim/faults {"drop_connections": true, "skip":
+    {"BTC-USD": 1}}, POST /_sim/step {"steps": N}, GET /_sim/book/{product}.
+    """
+    from cryptoarb.venues.coinbase.sim_server import CoinbaseSimConfig, serve
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = CoinbaseSimConfig(host=host, port=port, speed=speed,
+                               sim=SimSettings(seed=seed, step_ms=step_ms, depth_levels=depth),
+                               batch_interval_s=batch_ms / 1000, heartbeat_interval_s=heartbeat_s,
+                               subscribe_timeout_s=subscribe_timeout_s)
+    asyncio.run(_run(serve, config))
+
+
+async def _run(serve, config) -> None:
+    main = asyncio.current_task()
+    assert main is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serve(config, lambda url: print(f"{LISTENING}{url}", flush=True))
+
+
+def main() -> None:
+    typer.run(coinbase_sim_server)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The live executor end to end: the engine's pipeline, the real simulated exchange behind the ``Venue``
+protocol (limit IOC, idempotent client order ids, account balances), and injected venue faults."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+
+import pytest
+from faulty_venue import SIM, FaultyVenue, drive, executions, full_inventory, make_live
+
+from cryptoarb.config import Settings
+from cryptoarb.execution.executor import delivered, order_size
+from cryptoarb.model import Notice, OrderStatus, Rejection, RejectReason, Side
+from cryptoarb.storage.writer import event_rows
+from cryptoarb.venues.sim import SimVenue
+
+USDT = {"USDT": 10_000.0, "BTC": 0.15, "ETH": 3.0, "KCS": 500.0}
+
+
+def setup(mode: str = "sequential", policy: str = "unwind", inventory: bool = False, cap_bps: float = 50.0,
+          **risk):
+    probe = SimVenue(SIM, speed=0)
+    balances = {**full_inventory(probe), "USDT": 10_000.0} if inventory else dict(USDT)
+    settings = Settings(sim=SIM, balances={"kucoin": balances},
+                        execution={"leg_mode": mode, "failed_leg_policy": policy, "unwind_slippage_bps": cap_bps},
+                        risk={"max_concurrent": 1, **risk})
+    venue = FaultyVenue(SimVenue(SIM, speed=0, balances=balances))
+    events: list = []
+    engine = make_live(settings, venue, events)
+    return engine, venue, events
+
+
+@pytest.mark.parametrize("mode", ["sequential", "inventory"])
+async def test_a_profitable_cycle_executes_live_in_both_modes(mode):
+    engine, venue, events = setup(mode, inventory=mode == "inventory")
+
+    def captured():
+        return any(all(r.status is OrderStatus.FILLED for r in ex.results) and ex.realized_profit > 0
+                   for ex in executions(events))
+
+    await drive(engine, venue, captured)
+    done = next(ex for ex in executions(events)
+                if all(r.status is OrderStatus.FILLED for r in ex.results) and ex.realized_profit > 0)
+    opp = done.opportunity
+    assert done.mode == "live" and len(done.results) == len(opp.legs) == 3
+    for i, (result, leg) in enumerate(zip(done.results, opp.legs, strict=True)):
+        assert result.order.client_oid == f"{opp.id}-L{i}"
+        assert result.order.type == "limit" and result.order.time_in_force == "IOC"
+        assert result.order.price == leg.limit_price  # at the plan's price, never a market order
+        assert venue.forwarded.count(result.order.client_oid) == 1
+        assert all(f.price <= leg.limit_price if leg.side is Side.BUY else f.price >= leg.limit_price
+                   for f in result.fills)
+    if mode == "inventory":
+        assert [r.order.size for r in done.results] == [leg.size for leg in opp.legs]  # all at once, as planned
+    # the engine's ledger and the venue's account moved alike
+    ours = engine.ledger.free("kucoin", "USDT")
+    theirs = {b.asset: b.free for b in await venue.fetch_balances()}["USDT"]
+    assert ours == theirs
+    record = engine.opportunity_ledger.get(opp.id)
+    assert record.status == "executed" and record.mode == "live" and len(record.fingerprint) == 16
+    assert set(record.latency_ms) == {"receive", "detect", "risk", "send", "ack", "fill"}
+
+
+async def test_sequential_partial_fill_on_leg_2_feeds_leg_3_the_actual_amount():
+    engine, venue, events = setup("sequential")
+    venue.inject("partial", leg_index=1, fraction=Decimal("0.4"))
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = next(e for e in executions(events) if any(oid.startswith(e.opportunity.id) for _, oid in venue.injected))
+    opp = ex.opportunity
+    first, second, third = ex.results[:3]
+    assert first.status is OrderStatus.FILLED
+    assert second.status is OrderStatus.PARTIAL and 0 < second.filled_size < second.order.size
+    got = delivered(opp.legs[1], second)  # after partial fill and fee
+    market = engine.markets[(opp.legs[2].venue, opp.legs[2].symbol)]
+    assert third.order.size == order_size(opp.legs[2], market, got)
+    assert third.order.size < opp.legs[2].size
+    # what leg 2 could not sell was unwound back to the start asset, booked against the opportunity
+    unwinds = [r for r in ex.results[3:] if r.order.client_oid.startswith(f"{opp.id}-U")]
+    assert unwinds and all(f.opportunity_id == opp.id for r in unwinds for f in r.fills)
+    assert unwinds[0].order.symbol == opp.legs[0].symbol and unwinds[0].order.side is not opp.legs[0].side
+
+
+async def test_rejected_leg_2_is_unwound_and_booked_against_the_opportunity():
+    engine, venue, events = setup("sequential", cap_bps=500.0)
+    venue.inject("reject", leg_index=1)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    opp = ex.opportunity
+    assert [r.order.client_oid for r in ex.results] == [f"{opp.id}-L0", f"{opp.id}-L1", f"{opp.id}-U2"]
+    bought, rejected, unwind = ex.results
+    assert rejected.status is OrderStatus.REJECTED and "insufficient_funds" in rejected.reason
+    assert unwind.order.symbol == opp.legs[0].symbol and unwind.order.side is Side.SELL
+    assert unwind.order.leg_index == 102 and unwind.order.opportunity_id == opp.id
+    assert unwind.status is OrderStatus.FILLED and unwind.filled_size == bought.filled_size
+    # the stranded asset is gone from the ledger (to the increment), and the loss is the unwind's cost
+    stranded = opp.legs[0].asset_out
+    held = engine.ledger.free("kucoin", stranded) - Decimal(repr(USDT.get(stranded, 0.0)))
+    assert held < engine.markets[("kucoin", opp.legs[0].symbol)].size_increment
+    record = engine.opportunity_ledger.get(opp.id)
+    assert record.attribution.recovery_usd < 0 and ex.realized_profit < 0
+    assert abs(record.attribution.realized_usd - ex.realized_profit_usd) < 1e-6
+    # stored as one execution: the unwind's order and fills rows carry the opportunity id
+    rows = event_rows(ex)
+    assert [r[1][1] for r in rows if r[0] == "orders"] == [opp.id] * 3
+    assert {r[1][2] for r in rows if r[0] == "fills"} == {opp.id}
+    # a failed leg puts its market on cooldown
+    assert engine.risk.cooldown_until[("kucoin", opp.legs[1].symbol)] > ex.at
+
+
+@pytest.mark.parametrize("kind", ["429_after", "429_before"])
+async def test_a_429_is_retried_with_the_same_client_oid_and_makes_exactly_one_order(kind):
+    engine, venue, events = setup("sequential")
+    venue.inject(kind, leg_index=0, times=2 if kind == "429_before" else 1)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    oid = f"{ex.opportunity.id}-L0"
+    calls = [o for o in venue.placed if o.client_oid == oid]
+    assert len({(o.client_oid, o.size, o.price) for o in calls}) == 1  # every retry is the same order
+    assert venue.forwarded.count(oid) == 1  # exactly one order reached the venue
+    assert oid in venue.inner._orders and len([k for k in venue.inner._orders if k == oid]) == 1
+    assert oid in venue.fetched  # the fate of the failed request was looked up first
+    first = ex.results[0]
+    assert first.order.client_oid == oid and first.status is OrderStatus.FILLED
+    assert len(first.fills) == len(venue.inner._orders[oid].fills)  # booked once
+    if kind == "429_before":
+        assert len(calls) == 3  # two refusals, then the order
+    else:
+        assert len(calls) == 1  # the lookup found it: never sent again
+    assert engine.risk.error_rate > 0  # the failures count towards the kill switch's error rate
+
+
+@pytest.mark.parametrize("kind", ["timeout_after", "timeout_before"])
+async def test_a_timed_out_order_is_resolved_by_client_oid_without_doubling(kind):
+    engine, venue, events = setup("sequential")
+    venue.inject(kind, leg_index=0, hang_s=0.2)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    oid = f"{ex.opportunity.id}-L0"
+    assert venue.forwarded.count(oid) <= 1 and oid in venue.fetched
+    assert ex.results[0].order.client_oid == oid
+
+
+@pytest.mark.parametrize("kind", ["open_push", "open_rest"])
+async def test_an_open_order_resolves_from_a_pushed_update_or_the_rest_fallback(kind):
+    engine, venue, events = setup("sequential")
+    venue.inject(kind, leg_index=0)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    oid = f"{ex.opportunity.id}-L0"
+    first = ex.results[0]
+    assert first.status is OrderStatus.FILLED and first.fills == venue.inner._orders[oid].fills
+    if kind == "open_push":
+        assert oid not in venue.fetched  # the websocket push settled it
+    else:
+        assert oid in venue.fetched  # no push: REST lookup by client order id
+
+
+async def test_non_retryable_venue_error_fails_the_leg_without_retry():
+    engine, venue, events = setup("sequential")
+    venue.inject("error", leg_index=1)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    failed = ex.results[1]
+    assert failed.status is OrderStatus.REJECTED and failed.reason.startswith("venue_error:")
+    assert len([o for o in venue.placed if o.client_oid == failed.order.client_oid]) == 1
+    assert ex.results[2].order.client_oid.endswith("-U2")  # and the first leg is unwound
+
+
+async def test_the_kill_switch_stops_new_orders_within_one_market_update():
+    engine, venue, events = setup("sequential")
+    await drive(engine, venue, lambda: bool(executions(events)))
+    sent = len(venue.placed)
+    engine.risk.kill("manual: test")
+    # an opportunity already handed over when the switch engages sends nothing either
+    original = engine.executor.submit
+    submitted = []
+
+    def submit(opportunity, now, internal_s=0.0):
+        submitted.append(opportunity)
+        original(opportunity, now, internal_s)
+
+    engine.executor.submit = submit  # type: ignore[method-assign]
+    updates = engine.counters.updates
+    await drive(engine, venue, lambda: engine.counters.updates > updates + 5_000, max_s=120.0)
+    assert len(venue.placed) == sent
+    assert not submitted
+    assert engine.counters.rejected[RejectReason.KILL_SWITCH.value] > 0
+    assert any(isinstance(e, Rejection) and e.reason is RejectReason.KILL_SWITCH for e in events)
+
+
+async def test_kill_engaged_between_detection_and_first_order_refuses_the_opportunity():
+    engine, venue, events = setup("sequential")
+    original = engine.executor.submit
+
+    def submit_then_kill(opportunity, now, internal_s=0.0):
+        original(opportunity, now, internal_s)
+        engine.risk.kill("manual: racing the executor")  # before the task has run
+
+    engine.executor.submit = submit_then_kill  # type: ignore[method-assign]
+    def refused():
+        return [e for e in events if isinstance(e, Rejection) and e.reason is RejectReason.KILL_SWITCH
+                and e.detail.startswith("op")]
+
+    await drive(engine, venue, lambda: bool(refused()))
+    assert venue.placed == []
+    (rejection,) = refused()
+    assert "kill switch: manual: racing the executor" in rejection.detail
+    assert engine.opportunity_ledger.records()[0].status == "refused"
+    assert engine.risk.in_flight == set() and engine.pending == 0
+
+
+async def test_error_rate_trips_the_kill_switch():
+    engine, venue, events = setup("sequential", error_window=6, error_min_requests=4, max_error_rate=0.5)
+    venue.inject("429_before", times=10_000)  # the venue refuses everything
+    await drive(engine, venue, lambda: engine.risk.killed)
+    assert engine.risk.killed and "error rate" in engine.risk.killed_reason
+    assert any(isinstance(e, Notice) and e.kind == "kill_switch" for e in events)
+    assert venue.forwarded == []
+
+
+async def test_a_leg_below_minimum_funds_is_refused_before_any_order_is_sent():
+    engine, venue, events = setup("sequential")
+    handed = []
+    send = engine.executor.submit
+    engine.executor.submit = lambda opportunity, now, internal_s=0.0: handed.append((opportunity, now))
+    await drive(engine, venue, lambda: bool(handed))
+    opportunity, now = handed[0]
+    key = (opportunity.legs[1].venue, opportunity.legs[1].symbol)
+    leg = opportunity.legs[1]
+    # the venue's minimum funds for leg 2 is now above what the plan sends
+    engine.markets[key] = dataclasses.replace(engine.markets[key], min_funds=leg.size * leg.limit_price * 2)
+    send(opportunity, now)
+    await engine.executor.drain()
+    assert venue.placed == []  # not even leg 1
+    (rejection,) = [e for e in events if isinstance(e, Rejection) and e.detail.startswith(opportunity.id)]
+    assert rejection.reason is RejectReason.BELOW_MIN_FUNDS and "leg 1" in rejection.detail
+    assert engine.opportunity_ledger.get(opportunity.id).status == "refused"
+    assert opportunity.id not in engine.risk.in_flight

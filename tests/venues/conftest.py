@@ -1,0 +1,88 @@
+"""Loopback simulators for the venue adapters, in-process (frozen markets stepped by the test), and a
+subprocess starter for the ``sim-server`` command modes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+from cryptoarb.config import SimSettings
+from cryptoarb.venues.bl3p.sim_server import Bl3pSimConfig, Bl3pSimServer
+from cryptoarb.venues.coinbase.sim_server import CoinbaseSimConfig, CoinbaseSimServer
+
+START_TIMEOUT_S = 30.0
+LISTENING = "cryptoarb sim-server listening on "
+
+
+class Signal:
+    """Wakes a waiting test whenever a callback fires; :meth:`until` re-checks a condition on every wake."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self, *_: object) -> None:
+        self._event.set()
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                self._event.clear()
+                await self._event.wait()
+
+
+@pytest.fixture
+async def coinbase_server() -> AsyncIterator[CoinbaseSimServer]:
+    server = CoinbaseSimServer(CoinbaseSimConfig(speed=0, sim=SimSettings(seed=7, depth_levels=50)))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def bl3p_server() -> AsyncIterator[Bl3pSimServer]:
+    server = Bl3pSimServer(Bl3pSimConfig(speed=0, sim=SimSettings(seed=7, depth_levels=50)))
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def sim_process() -> Iterator[Callable[..., str]]:
+    """``start(module, *args)`` runs ``python -m module --port 0 *args`` and returns the URL it prints."""
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(module: str, *args: str) -> str:
+        proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args], stdout=subprocess.PIPE,
+                                text=True, bufsize=1)
+        procs.append(proc)
+        assert proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([proc.stdout], [], [], remaining)
+            if not ready:
+                continue
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{module} exited with {proc.wait()} before listening")
+            if line.startswith(LISTENING):
+                return line[len(LISTENING):].strip()
+        raise RuntimeError(f"{module} did not start within {START_TIMEOUT_S}s")
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        with contextlib.suppress(Exception):
+            proc.stdout.close()  # type: ignore[union-attr]

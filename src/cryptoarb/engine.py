@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from cryptoarb.config import Settings
-from cryptoarb.core.books import BookStore, Freshness, tradeable
+from cryptoarb.core.books import Book, BookStore, Freshness, tradeable
 from cryptoarb.core.detector import Detector
 from cryptoarb.core.graph import enumerate_cycles
 from cryptoarb.core.inventory import InventoryMonitor
@@ -39,6 +39,7 @@ from cryptoarb.model import (
     Cycle,
     Event,
     Execution,
+    Leg,
     Market,
     MarketKey,
     Notice,
@@ -78,8 +79,11 @@ class Engine:
         self.books = BookStore()
         inventory = _inventory(settings.balances)
         start_assets = settings.detector.start_assets or None
-        self.cycles: list[Cycle] = enumerate_cycles(
-            list(self.markets.values()), settings.detector.max_legs, start_assets, inventory)
+        cycles = enumerate_cycles(list(self.markets.values()), settings.detector.max_legs, start_assets, inventory)
+        self.inventory_mode = settings.execution.leg_mode == "inventory"
+        if self.inventory_mode:
+            cycles = _held_cycles(cycles, settings.balances)
+        self.cycles: list[Cycle] = cycles
         self.detector = Detector(self.cycles, settings.detector.min_return_bps)
         self.freshness = Freshness(settings.risk.max_book_age_s)
         risk = settings.risk
@@ -162,6 +166,8 @@ class Engine:
                          net_return_bps, now)
             return
         max_input = min(balance, self.risk.max_input(usd))
+        if self.inventory_mode:
+            max_input = min(max_input, self._inventory_cap(cycle))
         self._seq += 1
         result = size_cycle(cycle, self.books, now, max_input, usd, self.freshness,
                             opportunity_id=f"op{self._seq:07d}-c{cycle.id}")
@@ -183,6 +189,21 @@ class Engine:
         self.risk.started(result.id)
         self._busy_cycles.add(cycle.id)
         self._dispatch(result, now, detected_ns)
+
+    def _inventory_cap(self, cycle: Cycle) -> Decimal:
+        """The largest input for which every leg's input is already held on its venue (inventory mode).
+
+        Each leg's balance is carried back to start-asset units through the top-of-book rates of the
+        legs before it; walking depth only lowers those rates, so the real plan never needs more.
+        """
+        cap = self.ledger.free(cycle.start_venue, cycle.start_asset)
+        reach = 1.0  # start units -> this leg's input, at top of book
+        for previous, leg in zip(cycle.legs, cycle.legs[1:], strict=False):
+            reach *= _top_rate(previous, self.books.get(previous.market.key))
+            if reach <= 0:
+                return Decimal(0)
+            cap = min(cap, self.ledger.free(leg.venue, leg.asset_in) / Decimal(repr(reach)))
+        return max(cap, Decimal(0))
 
     def _reject(self, cycle: Cycle, reason: RejectReason | str, detail: str, bps: float, now: float) -> None:
         outcome = ("reject", str(reason))
@@ -333,6 +354,25 @@ class Engine:
     def pending(self) -> int:
         """Opportunities handed to the executor and not completed yet."""
         return self.executor.pending
+
+
+def _held_cycles(cycles: list[Cycle], balances: Mapping[str, Mapping[str, float]]) -> list[Cycle]:
+    """Cycles whose every leg spends an asset held on that leg's venue, renumbered 0..n-1."""
+    held = {(venue, asset) for venue, assets in balances.items() for asset, amount in assets.items() if amount > 0}
+    kept = [c for c in cycles if all((leg.venue, leg.asset_in) in held for leg in c.legs)]
+    return [Cycle(i, c.legs) for i, c in enumerate(kept)]
+
+
+def _top_rate(leg: Leg, book: Book | None) -> float:
+    """Units of ``leg``'s output per unit of input at the top of its book, after the taker fee."""
+    if book is None or not book.bids or not book.asks:
+        return 0.0
+    fee = float(leg.market.taker_fee)
+    if leg.side is Side.SELL:
+        return book.best_bid * (1 - fee)
+    if leg.market.fee_currency == "quote":
+        return 1 / (book.best_ask * (1 + fee))
+    return (1 - fee) / book.best_ask
 
 
 def _inventory(balances: Mapping[str, Mapping[str, float]]) -> dict[str, set[str]]:

@@ -307,9 +307,9 @@ class Engine:
         notionals = record.notionals if record is not None else None
         attribution = attribute(opportunity, results, self.markets, self.pricer, notionals)
         realized_usd = self.ledger.apply(fills, self.markets, self.pricer)
-        start_key = (opportunity.legs[0].venue, opportunity.start_asset)
-        realized = sum((d for k, d in self.ledger.deltas(fills, self.markets).items() if k == start_key),
-                       Decimal(0))
+        # The start asset may come back on another venue (an inventory edge closes the cycle there).
+        realized = sum((d for (_, asset), d in self.ledger.deltas(fills, self.markets).items()
+                        if asset == opportunity.start_asset), Decimal(0))
         fees_usd = sum(float(f.fee) * (self.pricer(f.venue, f.fee_asset) or 0.0) for f in fills)
         failed = [(r.order.venue, r.order.symbol) for r in results if r.status.value != "filled"]
         self.risk.finished(opportunity.id, realized_usd, failed, now)

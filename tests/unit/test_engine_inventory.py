@@ -57,3 +57,16 @@ def test_a_triangle_through_an_asset_not_held_is_not_considered():
 
     assert triangle({"kucoin": {"USDT": 1000.0, "BTC": 0.1}}) == []
     assert len(triangle({"kucoin": {"USDT": 1000.0, "BTC": 0.1, "XYZ": 5.0}})) == 2  # both directions
+
+
+def test_realized_profit_counts_the_start_asset_on_every_venue():
+    from cryptoarb.model import Execution
+
+    eng, events = engine(FUNDED)
+    feed(eng)
+    eng.run_due(1.0)  # past the paper latency: the orders land
+    (execution,) = [e for e in events if isinstance(e, Execution)]
+    assert all(r.status.value == "filled" for r in execution.results)
+    # USDT leaves kucoin and comes back on coinbase: the cycle made money, it did not lose its input
+    assert execution.realized_profit > 0
+    assert abs(float(execution.realized_profit) - execution.realized_profit_usd) < 0.01

@@ -3,16 +3,13 @@ stepped by the test): books equal to what was pushed, a dropped connection, a si
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from conftest import Signal
+from conftest import Recorder, running
 
-from cryptoarb.core.books import BookStore
-from cryptoarb.model import Notice
 from cryptoarb.venues.bl3p.codec import (
     AMOUNT_SCALE,
     PRICE_SCALE,
@@ -61,57 +58,30 @@ def test_round_trip_and_names():
 
 
 # -- the feed against the simulator ----------------------------------------------------------------------
-class Feed:
+class Feed(Recorder):
     def __init__(self, http: aiohttp.ClientSession, url: str, **options: object) -> None:
-        self.books = BookStore()
-        self.gaps: list[str] = []
-        self.notices: list[Notice] = []
+        super().__init__("bl3p")
         self.trades: list[tuple[str, object]] = []
-        self.signal = Signal()
-        self.client = Bl3pMarketData(http, url=url, on_updates=self._updates, on_gap=self._gap,
-                                     on_notice=self._notice, on_trade=self._trade,
+        self.client = Bl3pMarketData(http, url=url, on_updates=self.on_updates, on_gap=self.on_gap,
+                                     on_notice=self.on_notice, on_trade=self._trade,
                                      options=Bl3pWsOptions(**options),
                                      backoff_factory=lambda: Backoff(0.01, 0.05, 0.0))
-
-    def _updates(self, batch):
-        for update in batch:
-            self.books.apply(update)
-        self.signal.set()
-
-    def _gap(self, symbol: str) -> None:
-        self.gaps.append(symbol)
-        self.books.get(("bl3p", symbol)).mark_gapped()
-        self.signal.set()
-
-    def _notice(self, notice: Notice) -> None:
-        self.notices.append(notice)
-        self.signal.set()
 
     def _trade(self, symbol: str, trade: object) -> None:
         self.trades.append((symbol, trade))
         self.signal.set()
 
     def matches(self, server: Bl3pSimServer, *symbols: str) -> bool:
-        for s in symbols:
-            book = self.books.get(("bl3p", s))
-            if book is None or book.gapped or (list(book.bids), list(book.asks)) != server.pushed_book(s):
-                return False
-        return True
+        return all(self.book(s) == server.pushed_book(s) for s in symbols)
 
 
 @asynccontextmanager
 async def feed(server: Bl3pSimServer, symbols=SYMBOLS, **options: object) -> AsyncIterator[Feed]:
     async with aiohttp.ClientSession() as http:
         f = Feed(http, server.url, **options)
-        task = asyncio.create_task(f.client.run(symbols))
-        try:
+        async with running(f.client, symbols):
             await f.signal.until(lambda: f.matches(server, *symbols))
             yield f
-        finally:
-            await f.client.close()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
 
 
 async def test_every_change_pushes_the_whole_book(bl3p_server):
@@ -160,22 +130,9 @@ async def test_unknown_markets_are_not_found(bl3p_server):
 async def test_sim_server_command_serves_bl3p(sim_process):
     url = sim_process("cryptoarb.venues.bl3p.sim_cli", "--speed", "5")
     async with aiohttp.ClientSession() as http:
-        signal = Signal()
-        books = BookStore()
-
-        def on_updates(batch):
-            for u in batch:
-                books.apply(u)
-            signal.set()
-
-        client = Bl3pMarketData(http, url=url, on_updates=on_updates)
-        task = asyncio.create_task(client.run(["BTC-EUR"]))
-        try:
-            await signal.until(lambda: client.stats()["frames"] >= 3, 20)
-            book = books.get(("bl3p", "BTC-EUR"))
+        seen = Recorder("bl3p")
+        client = Bl3pMarketData(http, url=url, on_updates=seen.on_updates)
+        async with running(client, ["BTC-EUR"]):
+            await seen.signal.until(lambda: client.stats()["frames"] >= 3, 20)
+            book = seen.books.get(("bl3p", "BTC-EUR"))
             assert 0 < book.best_bid < book.best_ask
-        finally:
-            await client.close()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task

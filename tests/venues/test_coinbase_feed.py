@@ -10,11 +10,8 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import orjson
-import pytest
-from conftest import Signal
+from conftest import Recorder, running
 
-from cryptoarb.core.books import BookStore
-from cryptoarb.model import Notice
 from cryptoarb.venues.coinbase.sim_server import CoinbaseSimConfig, CoinbaseSimServer
 from cryptoarb.venues.coinbase.ws import CoinbaseMarketData, CoinbaseWsOptions
 from cryptoarb.venues.kucoin.limits import Backoff
@@ -22,37 +19,14 @@ from cryptoarb.venues.kucoin.limits import Backoff
 PRODUCTS = ["BTC-USD", "ETH-USD", "BTC-EUR"]
 
 
-class Feed:
+class Feed(Recorder):
     """A client, the books it built and everything it reported."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str, **options: object) -> None:
-        self.books = BookStore()
-        self.gaps: list[str] = []
-        self.notices: list[Notice] = []
-        self.signal = Signal()
+        super().__init__("coinbase")
         self.client = CoinbaseMarketData(
-            http, url=url, on_updates=self._updates, on_gap=self._gap, on_notice=self._notice,
+            http, url=url, on_updates=self.on_updates, on_gap=self.on_gap, on_notice=self.on_notice,
             options=CoinbaseWsOptions(**options), backoff_factory=lambda: Backoff(0.01, 0.05, 0.0))
-
-    def _updates(self, batch):
-        for update in batch:
-            self.books.apply(update)
-        self.signal.set()
-
-    def _gap(self, product: str) -> None:
-        self.gaps.append(product)
-        book = self.books.get(("coinbase", product))
-        if book is not None:
-            book.mark_gapped()
-        self.signal.set()
-
-    def _notice(self, notice: Notice) -> None:
-        self.notices.append(notice)
-        self.signal.set()
-
-    def book(self, product: str) -> tuple[list, list] | None:
-        book = self.books.get(("coinbase", product))
-        return None if book is None or book.gapped else (list(book.bids), list(book.asks))
 
     def matches(self, server: CoinbaseSimServer, *products: str) -> bool:
         return all(self.book(p) == server.published_book(p) for p in products)
@@ -62,15 +36,9 @@ class Feed:
 async def feed(server: CoinbaseSimServer, products=PRODUCTS, **options: object) -> AsyncIterator[Feed]:
     async with aiohttp.ClientSession() as http:
         f = Feed(http, server.url, **options)
-        task = asyncio.create_task(f.client.run(products))
-        try:
+        async with running(f.client, products):
             await f.signal.until(lambda: f.matches(server, *products))
             yield f
-        finally:
-            await f.client.close()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
 
 
 async def advance_until(server: CoinbaseSimServer, f: Feed, condition, steps: int = 400) -> None:
@@ -222,24 +190,11 @@ async def test_the_simulator_closes_silent_and_chatty_clients():
 async def test_sim_server_command_serves_the_feed(sim_process):
     url = sim_process("cryptoarb.venues.coinbase.sim_cli", "--speed", "4")
     async with aiohttp.ClientSession() as http:
-        books = BookStore()
-        signal = Signal()
-
-        def on_updates(batch):
-            for u in batch:
-                books.apply(u)
-            signal.set()
-
-        client = CoinbaseMarketData(http, url=url, on_updates=on_updates)
-        task = asyncio.create_task(client.run(["BTC-USD", "USDT-EUR"]))
-        try:
-            await signal.until(lambda: client.stats()["deltas"] >= 5 and client.stats()["synced"] == 2, 20)
-            book = books.get(("coinbase", "BTC-USD"))
+        seen = Recorder("coinbase")
+        client = CoinbaseMarketData(http, url=url, on_updates=seen.on_updates)
+        async with running(client, ["BTC-USD", "USDT-EUR"]):
+            await seen.signal.until(lambda: client.stats()["deltas"] >= 5 and client.stats()["synced"] == 2, 20)
+            book = seen.books.get(("coinbase", "BTC-USD"))
             assert 0 < book.best_bid < book.best_ask
             async with http.get(url.replace("ws://", "http://") + "/_sim/book/BTC-USD") as resp:
                 assert (await resp.json())["product_id"] == "BTC-USD"
-        finally:
-            await client.close()
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task

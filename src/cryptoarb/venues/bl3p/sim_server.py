@@ -20,137 +20,63 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-import orjson
 from aiohttp import WSMsgType, web
 
-from cryptoarb.config import SimSettings
-from cryptoarb.model import BookUpdate, Level
+from cryptoarb.model import Level
 from cryptoarb.venues.bl3p.codec import encode_orderbook, encode_trade, market_id
+from cryptoarb.venues.sim.loopback import run_until_cancelled
 from cryptoarb.venues.sim.market import EPOCH_MS
-from cryptoarb.venues.sim.world import SimWorld, WorldVenue
-
-log = logging.getLogger(__name__)
+from cryptoarb.venues.sim.world import SimWorld
+from cryptoarb.venues.sim.world_feed import Client, WorldFeedConfig, WorldFeedServer
 
 
 @dataclass(frozen=True, slots=True)
-class Bl3pSimConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    sim: SimSettings = field(default_factory=lambda: SimSettings(depth_levels=50))
-    speed: float = 1.0
-    """Simulated seconds per wall second; 0 freezes the market (it moves only through ``advance``)."""
+class Bl3pSimConfig(WorldFeedConfig):
     venue: str = "bl3p"
     interval_s: float = 0.1
     book_on_connect: bool = True
 
 
-class _Conn:
+class _Conn(Client):
     def __init__(self, ws: web.WebSocketResponse, market: str, channel: str) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self.market = market
         self.channel = channel
-        self.outbox: deque[str] = deque()
-        self.ready = asyncio.Event()
-
-    def put(self, payload: bytes) -> None:
-        self.outbox.append(payload.decode())
-        self.ready.set()
-
-    async def write(self) -> None:
-        while not self.ws.closed:
-            await self.ready.wait()
-            self.ready.clear()
-            while self.outbox and not self.ws.closed:
-                await self.ws.send_str(self.outbox.popleft())
 
 
-class Bl3pSimServer:
+class Bl3pSimServer(WorldFeedServer):
     """``await start()`` returns the base URL (``ws://host:port``); markets live at ``/1/{MARKET}/...``."""
 
+    tag = "bl3p"
+    label = "bl3p sim"
+    config: Bl3pSimConfig
+    conns: set[_Conn]
+
     def __init__(self, config: Bl3pSimConfig | None = None, *, world: SimWorld | None = None) -> None:
-        self.config = cfg = config or Bl3pSimConfig()
-        self._owns_world = world is None
-        self.world = world or SimWorld(cfg.sim, [cfg.venue], speed=cfg.speed)
-        self.venue: WorldVenue = self.world.venues[cfg.venue]
+        super().__init__(config or Bl3pSimConfig(), world)
         self.symbols = {market_id(s): s for s in self.venue.universe.symbols}
-        self._depth = self.world.settings.depth_levels
         self._pushed: dict[str, tuple[tuple[Level, ...], tuple[Level, ...]]] = {
             m: self._current(s) for m, s in self.symbols.items()}
-        self._dirty: set[str] = set()
         self._silent: set[str] = set()
-        self.conns: set[_Conn] = set()
-        self.stats: dict[str, int] = {"connections": 0, "books_out": 0, "trades_out": 0, "rounds": 0, "dropped": 0}
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.stats = {"connections": 0, "books_out": 0, "trades_out": 0, "rounds": 0, "dropped": 0}
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_routes([
-            web.get("/1/{market}/{channel}", self._ws),
-            web.get("/_sim/stats", self._http_stats), web.post("/_sim/faults", self._http_faults),
-            web.post("/_sim/step", self._http_step), web.get("/_sim/book/{market}", self._http_book),
-        ])
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/1/{market}/{channel}", self._ws), web.get("/_sim/book/{market}", self._http_book)]
 
-    async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"ws://{self.config.host}:{port}"
-        self._tasks = [asyncio.create_task(self._every(self.config.interval_s, self.publish), name="bl3p-push")]
-        if self._owns_world and self.config.speed > 0:
-            self._tasks.append(asyncio.create_task(self._drive(), name="bl3p-world"))
-        return self.url
+    def timers(self) -> list[tuple[str, float, Callable[[], None]]]:
+        return [("bl3p-push", self.config.interval_s, self.publish)]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        for conn in list(self.conns):
-            with contextlib.suppress(Exception):
-                await conn.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _every(self, interval_s: float, work: Callable[[], None]) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                work()
-            except Exception:
-                log.exception("bl3p sim: %s failed", getattr(work, "__name__", work))
-
-    async def _drive(self) -> None:
-        async for step in self.world.stream():
-            self.on_step(step)
+    def market_key(self, symbol: str) -> str:
+        return market_id(symbol)
 
     # -- the market ------------------------------------------------------------------------------------
     def _current(self, symbol: str) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         book = self.venue.market.book(symbol)
         return tuple(book.bids[: self._depth]), tuple(book.asks[: self._depth])
-
-    def on_step(self, step: list[tuple[str, list[BookUpdate]]]) -> None:
-        for venue, batch in step:
-            if venue == self.config.venue:
-                self._dirty.update(market_id(u.symbol) for u in batch)
-
-    def advance(self, steps: int = 1) -> None:
-        """Step the world ``steps`` times and push (a frozen market's clock, for tests)."""
-        for _ in range(steps):
-            self.on_step(self.world.step())
-        self.publish()
 
     def publish(self) -> None:
         """Push the whole book of every market that changed, and a trade where its top moved."""
@@ -184,16 +110,6 @@ class Bl3pSimServer:
                 self.stats["books_out" if channel == "orderbook" else "trades_out"] += 1
 
     # -- faults ----------------------------------------------------------------------------------------
-    def drop_connections(self) -> int:
-        dropped = 0
-        for conn in list(self.conns):
-            transport = conn.ws._req.transport if conn.ws._req is not None else None
-            if transport is not None:
-                transport.abort()
-                dropped += 1
-        self.stats["dropped"] += dropped
-        return dropped
-
     def silence(self, symbol: str, on: bool = True) -> None:
         """Stop (or resume) every push for ``symbol``; changes made meanwhile are pushed on resume."""
         market = market_id(symbol)
@@ -204,6 +120,11 @@ class Bl3pSimServer:
         else:
             self._silent.discard(market)
             self._dirty.add(market)
+
+    def apply_faults(self, body: dict[str, Any]) -> dict[str, object]:
+        for symbol, on in (body.get("silence") or {}).items():
+            self.silence(symbol, bool(on))
+        return {"silent": sorted(self._silent)}
 
     # -- websocket -------------------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.StreamResponse:
@@ -232,27 +153,6 @@ class Bl3pSimServer:
         return ws
 
     # -- admin -----------------------------------------------------------------------------------------
-    async def _http_stats(self, request: web.Request) -> web.Response:
-        return web.json_response({**self.stats, "live_connections": len(self.conns), "steps": self.world.steps})
-
-    async def _http_faults(self, request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        out: dict[str, object] = {}
-        if body.get("drop_connections"):
-            out["dropped"] = self.drop_connections()
-        for symbol, on in (body.get("silence") or {}).items():
-            try:
-                self.silence(symbol, bool(on))
-            except KeyError:
-                return web.json_response({"error": f"unknown market {symbol}"}, status=400)
-        out["silent"] = sorted(self._silent)
-        return web.json_response(out)
-
-    async def _http_step(self, request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        self.advance(int(body.get("steps", 1)))
-        return web.json_response({"steps": self.world.steps, "time": self.world.time})
-
     async def _http_book(self, request: web.Request) -> web.Response:
         market = request.match_info["market"].upper()
         if market not in self.symbols:
@@ -262,10 +162,4 @@ class Bl3pSimServer:
 
 async def serve(config: Bl3pSimConfig, on_listening: Callable[[str], None]) -> None:
     """Run until cancelled; ``on_listening(url)`` once the socket accepts connections."""
-    server = Bl3pSimServer(config)
-    await server.start()
-    on_listening(server.url)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await server.stop()
+    await run_until_cancelled(Bl3pSimServer(config), on_listening)

@@ -21,8 +21,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -40,6 +41,7 @@ from cryptoarb.venues.bl3p.codec import (
     trades_url,
 )
 from cryptoarb.venues.kucoin.limits import Backoff
+from cryptoarb.venues.streaming import BookFeed
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,11 @@ class _Market:
         self.frames = 0
 
 
-class Bl3pMarketData:
+class Bl3pMarketData(BookFeed):
     """BL3P books for the engine; ``on_updates`` gets each frame as a one-update batch, synchronously."""
+
+    expected = _EXPECTED
+    stream_name = "bl3p-md"
 
     def __init__(self, session: aiohttp.ClientSession, *,
                  on_updates: Callable[[list[BookUpdate]], None] | None = None, url: str = WS_URL,
@@ -83,22 +88,12 @@ class Bl3pMarketData:
                  on_trade: Callable[[str, Trade], None] | None = None,
                  options: Bl3pWsOptions | None = None, venue: str = VENUE,
                  backoff_factory: Callable[[], Backoff] | None = None) -> None:
-        self.options = opts = options or Bl3pWsOptions()
-        self.url = url
-        self.venue = venue
-        self._http = session
-        self._on_updates = on_updates
-        self._clock = clock
-        self._on_gap = on_gap
-        self._on_notice = on_notice
+        self.options = options or Bl3pWsOptions()
+        super().__init__(session, self.options, url=url, venue=venue, clock=clock, on_updates=on_updates,
+                         on_gap=on_gap, on_notice=on_notice, backoff_factory=backoff_factory)
         self._on_trade = on_trade
-        self._backoff = backoff_factory or (lambda: Backoff(opts.backoff_base_s, opts.backoff_max_s,
-                                                            opts.backoff_jitter))
         self.markets: dict[str, _Market] = {}
-        self._closed = False
-        self._running = False
-        self.counters: dict[str, int] = {"frames": 0, "trades": 0, "connects": 0, "disconnects": 0, "stale": 0}
-        self.last_error = ""
+        self.counters = {"frames": 0, "trades": 0, "connects": 0, "disconnects": 0, "stale": 0}
 
     async def run(self, symbols: Sequence[str]) -> None:
         """Stream the books of ``symbols`` (``BTC-EUR``, ...) until :meth:`close` or cancellation."""
@@ -118,49 +113,14 @@ class Bl3pMarketData:
         finally:
             self._running = False
 
-    async def stream_books(self, symbols: Sequence[str]) -> AsyncIterator[list[BookUpdate]]:
-        """:meth:`run` as an async iterator of batches (for ``Venue.stream_books``)."""
-        queue: asyncio.Queue[list[BookUpdate]] = asyncio.Queue()
-        self._on_updates = queue.put_nowait
-        runner = asyncio.create_task(self.run(symbols), name="bl3p-md")
-        try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                runner.result()
-                return
-        finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-
-    async def close(self) -> None:
-        self._closed = True
-
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "synced": sum(1 for m in self.markets.values() if m.synced),
                 "markets": len(self.markets), "last_error": self.last_error}
 
     async def _connection(self, symbol: str, *, trades: bool) -> None:
-        backoff = self._backoff()
         url = trades_url(self.url, symbol) if trades else orderbook_url(self.url, symbol)
-        while not self._closed:
-            try:
-                await self._session(url, symbol, trades, backoff)
-                reason = "closed by the server"
-            except _EXPECTED as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.counters["disconnects"] += 1
-            self.last_error = reason
-            if not trades:
-                self._lost(symbol, reason)
-            if self._closed:
-                return
-            await asyncio.sleep(backoff.next_delay())
+        lost = (lambda reason: None) if trades else partial(self._lost, symbol)  # a trades socket holds no book
+        await self._reconnecting(partial(self._session, url, symbol, trades), lost)
 
     async def _session(self, url: str, symbol: str, trades: bool, backoff: Backoff) -> None:
         opts = self.options

@@ -8,36 +8,31 @@ for it. Importing this module is cheap: the server (aiohttp, numpy) loads when t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import signal
 from typing import Annotated
 
 import typer
 
 from cryptoarb.config import SimSettings
+from cryptoarb.venues.sim_command import LISTENING, SIM_PANEL, Depth, Host, LogLevel, Port, Speed, StepMs, run_server
 
-LISTENING = "cryptoarb sim-server listening on "
-_SIM = "Simulated market"
+__all__ = ["LISTENING", "coinbase_sim_server"]
 _API = "Coinbase feed"
 
 
 def coinbase_sim_server(
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.", min=0, max=65535)] = 18998,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Port = 18998,
+    host: Host = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Seed of the market (same seed, same products and prices).",
-                                      rich_help_panel=_SIM)] = 7,
-    speed: Annotated[float, typer.Option(min=0, help="Simulated seconds per wall second; 0 freezes the market "
-                                                    "(step it with POST /_sim/step).", rich_help_panel=_SIM)] = 1.0,
-    step_ms: Annotated[int, typer.Option(min=1, help="Market step.", rich_help_panel=_SIM)] = 50,
-    depth: Annotated[int, typer.Option(min=20, max=200, help="Book levels per side.", rich_help_panel=_SIM)] = 50,
+                                      rich_help_panel=SIM_PANEL)] = 7,
+    speed: Speed = 1.0,
+    step_ms: StepMs = 50,
+    depth: Depth = 50,
     batch_ms: Annotated[int, typer.Option(min=1, help="level2_batch period.", rich_help_panel=_API)] = 50,
     heartbeat_s: Annotated[float, typer.Option(min=0.05, help="Heartbeat period per product.",
                                                rich_help_panel=_API)] = 1.0,
     subscribe_timeout_s: Annotated[float, typer.Option(min=0.1, help="Close a socket that has not subscribed "
                                                                      "by then.", rich_help_panel=_API)] = 5.0,
-    log_level: Annotated[str, typer.Option(help="Python log level.")] = "WARNING",
+    log_level: LogLevel = "WARNING",
 ) -> None:
     """Run a loopback Coinbase Exchange websocket feed (ticker, level2_batch, heartbeat) on simulated books.
 
@@ -46,23 +41,11 @@ def coinbase_sim_server(
     """
     from cryptoarb.venues.coinbase.sim_server import CoinbaseSimConfig, serve
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = CoinbaseSimConfig(host=host, port=port, speed=speed,
                                sim=SimSettings(seed=seed, step_ms=step_ms, depth_levels=depth),
                                batch_interval_s=batch_ms / 1000, heartbeat_interval_s=heartbeat_s,
                                subscribe_timeout_s=subscribe_timeout_s)
-    asyncio.run(_run(serve, config))
-
-
-async def _run(serve, config) -> None:
-    main = asyncio.current_task()
-    assert main is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, main.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await serve(config, lambda url: print(f"{LISTENING}{url}", flush=True))
+    run_server(serve, config, log_level)
 
 
 def main() -> None:

@@ -30,34 +30,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
-from cryptoarb.config import SimSettings
-from cryptoarb.model import BookUpdate, Level
+from cryptoarb.model import Level
 from cryptoarb.venues.coinbase.codec import AUTH_CHANNELS, iso_time
+from cryptoarb.venues.sim.loopback import run_until_cancelled
 from cryptoarb.venues.sim.market import EPOCH_MS
-from cryptoarb.venues.sim.world import SimWorld, WorldVenue
-
-log = logging.getLogger(__name__)
+from cryptoarb.venues.sim.world import SimWorld
+from cryptoarb.venues.sim.world_feed import Client, WorldFeedConfig, WorldFeedServer
 
 CHANNELS = frozenset({"ticker", "level2_batch", "heartbeat"})
 
 
 @dataclass(frozen=True, slots=True)
-class CoinbaseSimConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    sim: SimSettings = field(default_factory=lambda: SimSettings(depth_levels=50))
-    speed: float = 1.0
-    """Simulated seconds per wall second; 0 freezes the market (it moves only through ``advance``)."""
+class CoinbaseSimConfig(WorldFeedConfig):
     venue: str = "coinbase"
     batch_interval_s: float = 0.05
     heartbeat_interval_s: float = 1.0
@@ -74,48 +68,33 @@ def _levels(levels: Iterable[Level]) -> list[list[str]]:
     return [[_num(p), _num(s)] for p, s in levels]
 
 
-class _Conn:
-    """One client socket: its subscriptions and an outbox drained in order by a writer task."""
+class _Conn(Client):
+    """One client socket: its subscriptions, and the outbox its writer task drains."""
 
     def __init__(self, ws: web.WebSocketResponse, opened: float) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self.opened = opened
         self.channels: dict[str, set[str]] = {}
         self.subscribed = asyncio.Event()
         self.sent_at: deque[float] = deque()
-        self.outbox: deque[str | None] = deque()  # None: close once everything before it is sent
-        self.ready = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
 
     def wants(self, channel: str, product: str) -> bool:
         return product in self.channels.get(channel, ())
 
-    def put(self, payload: bytes | None) -> None:
-        self.outbox.append(None if payload is None else payload.decode())
-        self.ready.set()
 
-    async def write(self) -> None:
-        while not self.ws.closed:
-            await self.ready.wait()
-            self.ready.clear()
-            while self.outbox and not self.ws.closed:
-                text = self.outbox.popleft()
-                if text is None:
-                    await self.ws.close()
-                    return
-                await self.ws.send_str(text)
-
-
-class CoinbaseSimServer:
+class CoinbaseSimServer(WorldFeedServer):
     """``await start()`` returns the feed URL (``ws://host:port``); point a client's feed URL at it."""
 
+    tag = "cb"
+    label = "coinbase sim"
+    item = "product"
+    config: CoinbaseSimConfig
+    conns: set[_Conn]
+
     def __init__(self, config: CoinbaseSimConfig | None = None, *, world: SimWorld | None = None) -> None:
-        self.config = cfg = config or CoinbaseSimConfig()
-        self._owns_world = world is None
-        self.world = world or SimWorld(cfg.sim, [cfg.venue], speed=cfg.speed)
-        self.venue: WorldVenue = self.world.venues[cfg.venue]
+        super().__init__(config or CoinbaseSimConfig(), world)
         self.products = list(self.venue.universe.symbols)
-        self._depth = self.world.settings.depth_levels
         self._published: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
         self._sequence: dict[str, int] = {}
         self._trade_id: dict[str, int] = {}
@@ -131,78 +110,18 @@ class CoinbaseSimServer:
                 top = (book.bids[0][0], book.asks[0][0])
                 self._trade_id[p] -= 1  # the opening trade takes the first id
                 self._ticker[p] = self._trade(p, dict(book.bids), dict(book.asks), top, top, iso_time(EPOCH_MS))
-        self._dirty: set[str] = set()
         self._skip: dict[str, int] = {}
-        self.conns: set[_Conn] = set()
-        self.stats: dict[str, int] = {"connections": 0, "messages_in": 0, "messages_out": 0, "errors": 0,
-                                      "rounds": 0, "skipped": 0, "dropped": 0}
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self.stats = {"connections": 0, "messages_in": 0, "messages_out": 0, "errors": 0, "rounds": 0,
+                      "skipped": 0, "dropped": 0}
 
-    # -- lifecycle -------------------------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_routes([
-            web.get("/", self._ws),
-            web.get("/_sim/stats", self._http_stats), web.post("/_sim/faults", self._http_faults),
-            web.post("/_sim/step", self._http_step), web.get("/_sim/book/{product}", self._http_book),
-        ])
-        return app
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/", self._ws), web.get("/_sim/book/{product}", self._http_book)]
 
-    async def start(self) -> str:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"ws://{self.config.host}:{port}"
-        self._tasks = [asyncio.create_task(self._every(self.config.batch_interval_s, self.publish), name="cb-batch"),
-                       asyncio.create_task(self._every(self.config.heartbeat_interval_s, self.send_heartbeats),
-                                           name="cb-heartbeat")]
-        if self._owns_world and self.config.speed > 0:
-            self._tasks.append(asyncio.create_task(self._drive(), name="cb-world"))
-        return self.url
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-        for conn in list(self.conns):
-            with contextlib.suppress(Exception):
-                await conn.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _every(self, interval_s: float, work: Callable[[], None]) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                work()
-            except Exception:
-                log.exception("coinbase sim: %s failed", getattr(work, "__name__", work))
-
-    async def _drive(self) -> None:
-        async for step in self.world.stream():
-            self.on_step(step)
+    def timers(self) -> list[tuple[str, float, Callable[[], None]]]:
+        return [("cb-batch", self.config.batch_interval_s, self.publish),
+                ("cb-heartbeat", self.config.heartbeat_interval_s, self.send_heartbeats)]
 
     # -- the market ------------------------------------------------------------------------------------
-    def on_step(self, step: list[tuple[str, list[BookUpdate]]]) -> None:
-        """Note the books a world step changed (call it when the world is stepped elsewhere)."""
-        for venue, batch in step:
-            if venue == self.config.venue:
-                self._dirty.update(u.symbol for u in batch)
-
-    def advance(self, steps: int = 1) -> None:
-        """Step the world ``steps`` times and publish (a frozen market's clock, for tests)."""
-        for _ in range(steps):
-            self.on_step(self.world.step())
-        self.publish()
-
     def publish(self) -> None:
         """One ``level2_batch`` round: the changes since the last round, and a ticker per trade."""
         if not self._dirty:
@@ -271,22 +190,16 @@ class CoinbaseSimServer:
         return EPOCH_MS + int(self.world.time * 1000)
 
     # -- faults ----------------------------------------------------------------------------------------
-    def drop_connections(self) -> int:
-        """Abort every websocket, as a network failure would; returns how many."""
-        dropped = 0
-        for conn in list(self.conns):
-            transport = conn.ws._req.transport if conn.ws._req is not None else None
-            if transport is not None:
-                transport.abort()
-                dropped += 1
-        self.stats["dropped"] += dropped
-        return dropped
-
     def skip(self, product: str, rounds: int = 1) -> None:
         """Leave ``product`` out of its next ``rounds`` publication rounds (and heartbeats meanwhile)."""
         if product not in self._published:
             raise KeyError(product)
         self._skip[product] = self._skip.get(product, 0) + rounds
+
+    def apply_faults(self, body: dict[str, Any]) -> dict[str, object]:
+        for product, rounds in (body.get("skip") or {}).items():
+            self.skip(product, int(rounds))
+        return {"skip": {p: n for p, n in self._skip.items() if n}}
 
     # -- websocket -------------------------------------------------------------------------------------
     async def _ws(self, request: web.Request) -> web.StreamResponse:
@@ -419,27 +332,6 @@ class CoinbaseSimServer:
         conn.put(payload)
 
     # -- admin -----------------------------------------------------------------------------------------
-    async def _http_stats(self, request: web.Request) -> web.Response:
-        return web.json_response({**self.stats, "live_connections": len(self.conns), "steps": self.world.steps})
-
-    async def _http_faults(self, request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        out: dict[str, object] = {}
-        if body.get("drop_connections"):
-            out["dropped"] = self.drop_connections()
-        for product, rounds in (body.get("skip") or {}).items():
-            try:
-                self.skip(product, int(rounds))
-            except KeyError:
-                return web.json_response({"error": f"unknown product {product}"}, status=400)
-        out["skip"] = {p: n for p, n in self._skip.items() if n}
-        return web.json_response(out)
-
-    async def _http_step(self, request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read() or b"{}")
-        self.advance(int(body.get("steps", 1)))
-        return web.json_response({"steps": self.world.steps, "time": self.world.time})
-
     async def _http_book(self, request: web.Request) -> web.Response:
         product = request.match_info["product"]
         if product not in self._published:
@@ -457,10 +349,4 @@ def _diff(side: str, old: dict[float, float], new: dict[float, float]) -> list[l
 
 async def serve(config: CoinbaseSimConfig, on_listening: Callable[[str], None]) -> None:
     """Run until cancelled; ``on_listening(url)`` once the socket accepts connections."""
-    server = CoinbaseSimServer(config)
-    await server.start()
-    on_listening(server.url)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await server.stop()
+    await run_until_cancelled(CoinbaseSimServer(config), on_listening)

@@ -25,8 +25,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -49,6 +50,7 @@ from cryptoarb.venues.coinbase.codec import (
     subscribe_message,
 )
 from cryptoarb.venues.kucoin.limits import Backoff, Pacer, chunks
+from cryptoarb.venues.streaming import BookFeed
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ class _Session:
         self.wake = asyncio.Event()
 
 
-class CoinbaseMarketData:
+class CoinbaseMarketData(BookFeed):
     """Coinbase Exchange books for the engine. See the module docstring for the protocol handling.
 
     ``clock`` stamps ``received_at`` (the engine's clock); ``on_updates`` receives every batch and must be
@@ -103,28 +105,20 @@ class CoinbaseMarketData:
     error frames and connection trouble worth showing a person.
     """
 
+    expected = _EXPECTED
+    stream_name = "coinbase-md"
+
     def __init__(self, session: aiohttp.ClientSession, *,
                  on_updates: Callable[[list[BookUpdate]], None] | None = None, url: str = FEED_URL,
                  clock: Callable[[], float] = time.monotonic, on_gap: Callable[[str], None] | None = None,
                  on_notice: Callable[[Notice], None] | None = None, options: CoinbaseWsOptions | None = None,
                  venue: str = VENUE, backoff_factory: Callable[[], Backoff] | None = None) -> None:
-        self.options = opts = options or CoinbaseWsOptions()
-        self.url = url
-        self.venue = venue
-        self._http = session
-        self._on_updates = on_updates
-        self._clock = clock
-        self._on_gap = on_gap
-        self._on_notice = on_notice
-        self._backoff = backoff_factory or (lambda: Backoff(opts.backoff_base_s, opts.backoff_max_s,
-                                                            opts.backoff_jitter))
+        self.options = options or CoinbaseWsOptions()
+        super().__init__(session, self.options, url=url, venue=venue, clock=clock, on_updates=on_updates,
+                         on_gap=on_gap, on_notice=on_notice, backoff_factory=backoff_factory)
         self.products: dict[str, _Product] = {}
-        self._closed = False
-        self._running = False
-        self.counters: dict[str, int] = {"messages": 0, "snapshots": 0, "deltas": 0, "tickers": 0, "heartbeats": 0,
-                                          "gaps": 0, "stale": 0, "ignored_deltas": 0, "errors": 0,
-                                          "connects": 0, "disconnects": 0, "resyncs": 0}
-        self.last_error = ""
+        self.counters = {"messages": 0, "snapshots": 0, "deltas": 0, "tickers": 0, "heartbeats": 0, "gaps": 0,
+                         "stale": 0, "ignored_deltas": 0, "errors": 0, "connects": 0, "disconnects": 0, "resyncs": 0}
 
     # -- running ---------------------------------------------------------------------------------------
     async def run(self, products: Sequence[str]) -> None:
@@ -143,48 +137,13 @@ class CoinbaseMarketData:
         finally:
             self._running = False
 
-    async def stream_books(self, products: Sequence[str]) -> AsyncIterator[list[BookUpdate]]:
-        """:meth:`run` as an async iterator of batches (for ``Venue.stream_books``)."""
-        queue: asyncio.Queue[list[BookUpdate]] = asyncio.Queue()
-        self._on_updates = queue.put_nowait
-        runner = asyncio.create_task(self.run(products), name="coinbase-md")
-        try:
-            while True:
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait({getter, runner}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                    continue
-                getter.cancel()
-                runner.result()
-                return
-        finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-
-    async def close(self) -> None:
-        self._closed = True
-
     def stats(self) -> dict[str, Any]:
         return {**self.counters, "synced": sum(1 for p in self.products.values() if p.synced),
                 "products": len(self.products), "last_error": self.last_error}
 
     # -- one connection --------------------------------------------------------------------------------
     async def _connection(self, shard: list[str]) -> None:
-        backoff = self._backoff()
-        while not self._closed:
-            try:
-                await self._session(shard, backoff)
-                reason = "closed by the server"
-            except _EXPECTED as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            self.counters["disconnects"] += 1
-            self.last_error = reason
-            self._lost(shard, reason)
-            if self._closed:
-                return
-            await asyncio.sleep(backoff.next_delay())
+        await self._reconnecting(partial(self._session, shard), partial(self._lost, shard))
 
     async def _session(self, shard: list[str], backoff: Backoff) -> None:
         opts = self.options

@@ -8,10 +8,6 @@ can wait for it. Importing this module is cheap: the server (aiohttp, numpy) loa
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import signal
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
@@ -29,29 +25,28 @@ from cryptoarb.venues.kucoin.sim_config import (
     WsLimits,
 )
 from cryptoarb.venues.kucoin.sim_faults import Faults
+from cryptoarb.venues.sim_command import LISTENING, SIM_PANEL, Depth, Host, LogLevel, Port, StepMs, run_server
 
-LISTENING = "cryptoarb sim-server listening on "
-_SIM = "Simulated market"
+__all__ = ["LISTENING", "sim_server"]
 _API = "KuCoin API and limits"
 _FAULT = "Fault injection (also at runtime: POST /_sim/faults)"
 
 
 def sim_server(
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.", min=0, max=65535)] = 18999,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Port = 18999,
+    host: Host = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Seed of the market (same seed, same universe).",
-                                      rich_help_panel=_SIM)] = 7,
-    pairs: Annotated[int, typer.Option(min=10, help="Spot pairs.", rich_help_panel=_SIM)] = 1250,
+                                      rich_help_panel=SIM_PANEL)] = 7,
+    pairs: Annotated[int, typer.Option(min=10, help="Spot pairs.", rich_help_panel=SIM_PANEL)] = 1250,
     assets: Annotated[int | None, typer.Option(min=10, help="Base assets (default: about pairs/3).",
-                                               rich_help_panel=_SIM)] = None,
+                                               rich_help_panel=SIM_PANEL)] = None,
     speed: Annotated[float, typer.Option(min=0, help="Simulated seconds per wall second; 0 freezes the "
-                                                    "market.", rich_help_panel=_SIM)] = 1.0,
-    step_ms: Annotated[int, typer.Option(min=1, help="Market step.", rich_help_panel=_SIM)] = 50,
-    depth: Annotated[int, typer.Option(min=20, max=200, help="Book levels per side.",
-                                       rich_help_panel=_SIM)] = 50,
+                                                    "market.", rich_help_panel=SIM_PANEL)] = 1.0,
+    step_ms: StepMs = 50,
+    depth: Depth = 50,
     balance: Annotated[list[str] | None, typer.Option(
         help="Starting balance CUR=AMOUNT, repeatable (default: 100000 USDT, 2 BTC, 40 ETH, ...).",
-        rich_help_panel=_SIM)] = None,
+        rich_help_panel=SIM_PANEL)] = None,
     api_key: Annotated[str, typer.Option(help="API key the server accepts.", rich_help_panel=_API)]
     = DEFAULT_API_KEY,
     api_secret: Annotated[str, typer.Option(help="API secret the server verifies signatures with.",
@@ -101,14 +96,15 @@ def sim_server(
                                                  rich_help_panel=_FAULT)] = 0,
     fault_reject_orders: Annotated[bool, typer.Option(help="Refuse every order (400200).",
                                                       rich_help_panel=_FAULT)] = False,
-    log_level: Annotated[str, typer.Option(help="Python log level.")] = "WARNING",
+    log_level: LogLevel = "WARNING",
 ) -> None:
     """Run a loopback exchange speaking KuCoin's spot REST and websocket protocols, with faults on demand.
 
     Credentials default to sim-key / sim-secret / sim-passphrase. Point a client's REST URLs at the
     printed base URL; its websocket endpoint comes from POST /api/v1/bullet-public as on KuCoin.
     """
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from cryptoarb.venues.kucoin.sim_server import serve
+
     try:
         balances = dict(DEFAULT_BALANCES) | _parse_balances(balance or [])
     except ValueError as exc:
@@ -130,7 +126,7 @@ def sim_server(
                       level2_gap_every=fault_level2_gap_every,
                       malformed_every_s=fault_malformed_every, http_429_burst=fault_429_burst,
                       reject_orders=fault_reject_orders))
-    asyncio.run(_run(config))
+    run_server(serve, config, log_level)
 
 
 def _parse_balances(items: list[str]) -> dict[str, Decimal]:
@@ -144,23 +140,6 @@ def _parse_balances(items: list[str]) -> dict[str, Decimal]:
         except InvalidOperation:
             raise ValueError(f"expected CUR=AMOUNT, got {item!r}") from None
     return out
-
-
-def _announce(url: str) -> None:
-    print(f"{LISTENING}{url}", flush=True)
-
-
-async def _run(config: SimServerConfig) -> None:
-    from cryptoarb.venues.kucoin.sim_server import serve
-
-    main = asyncio.current_task()
-    assert main is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, main.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await serve(config, _announce)
 
 
 def main() -> None:

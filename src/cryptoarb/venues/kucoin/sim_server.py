@@ -20,7 +20,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -39,6 +38,7 @@ from cryptoarb.venues.kucoin.sim_faults import Faults
 from cryptoarb.venues.kucoin.sim_orders import classic_view
 from cryptoarb.venues.kucoin.sim_rest import RestApi
 from cryptoarb.venues.kucoin.sim_ws import Hub, Tokens
+from cryptoarb.venues.sim.loopback import Background, LoopbackServer, run_until_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,15 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class KucoinSimServer:
+class KucoinSimServer(LoopbackServer):
+    """``await start()`` listens and starts the market; it returns the REST base URL (the websocket endpoint
+    comes from the bullet)."""
+
+    scheme = "http"
+    config: SimServerConfig
+
     def __init__(self, config: SimServerConfig | None = None) -> None:
+        super().__init__()
         self.config = config = config or SimServerConfig()
         self.faults: Faults = dataclasses.replace(config.faults)
         self.exchange = SimExchange(config.sim, balances=config.balances, hf=config.hf,
@@ -61,9 +68,6 @@ class KucoinSimServer:
                        level2_prime=config.level2_prime)
         self.rest = RestApi(self.exchange, self.tokens, config, wall_ms)
         self.pools = Pools(config.quotas)
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._fault_clock: dict[str, float] = {}
         self._apply_faults()
 
@@ -79,36 +83,17 @@ class KucoinSimServer:
         ])
         return app
 
-    async def start(self) -> str:
-        """Listen, start the market; the REST base URL (the websocket endpoint comes from the bullet)."""
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://{self.config.host}:{port}"
+    def background(self) -> Background:
         cfg = self.config
-        self._tasks = [
-            asyncio.create_task(self._every(1 / cfg.ticker_hz, self.hub.push_tickers), name="sim-tickers"),
-            asyncio.create_task(self._every(1 / cfg.depth_hz, self._push_books), name="sim-depth"),
-            asyncio.create_task(self._every(HOUSEKEEPING_S, self._housekeeping), name="sim-housekeeping"),
-        ]
+        tasks = [("sim-tickers", self._every(1 / cfg.ticker_hz, self.hub.push_tickers)),
+                 ("sim-depth", self._every(1 / cfg.depth_hz, self._push_books)),
+                 ("sim-housekeeping", self._every(HOUSEKEEPING_S, self._housekeeping))]
         if cfg.speed > 0:  # speed 0 freezes the market: books change only when orders take liquidity
-            step_s = cfg.sim.step_ms / 1000 / cfg.speed
-            self._tasks.append(asyncio.create_task(self._every(step_s, self._step), name="sim-step"))
-        return self.url
+            tasks.append(("sim-step", self._every(cfg.sim.step_ms / 1000 / cfg.speed, self._step)))
+        return tasks
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+    async def close_connections(self) -> None:
         await self.hub.close_all()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     # -- background work ------------------------------------------------------------------------------
     async def _every(self, interval_s: float, work: Callable[[], None]) -> None:
@@ -191,10 +176,4 @@ class KucoinSimServer:
 
 async def serve(config: SimServerConfig, on_listening: Callable[[str], None]) -> None:
     """Run until cancelled; ``on_listening(url)`` once the socket accepts connections."""
-    server = KucoinSimServer(config)
-    await server.start()
-    on_listening(server.url)
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await server.stop()
+    await run_until_cancelled(KucoinSimServer(config), on_listening)

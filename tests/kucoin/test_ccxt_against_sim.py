@@ -13,7 +13,7 @@ import ccxt.async_support as ccxt_async
 import ccxt.pro as ccxt_pro
 import pytest
 from ccxt.base import errors as ccxt_errors
-from conftest import CREDS, SimProcess
+from kucoin_sim_process import CREDS, SimProcess
 
 from cryptoarb.config import SimSettings
 from cryptoarb.model import Order, OrderStatus, Side

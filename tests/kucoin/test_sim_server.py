@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from conftest import CREDS, SimProcess
+from kucoin_sim_process import CREDS, SimProcess
 
 from cryptoarb.venues.kucoin.signing import Credentials, signed_headers, verify
 from cryptoarb.venues.kucoin.sim_frames import MALFORMED

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
-from conftest import Recorder, running
+from feed_harness import Recorder, running
 
 from cryptoarb.venues.bl3p.codec import (
     AMOUNT_SCALE,

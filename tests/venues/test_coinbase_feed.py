@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 import orjson
-from conftest import Recorder, running
+from feed_harness import Recorder, running
 
 from cryptoarb.venues.coinbase.sim_server import CoinbaseSimConfig, CoinbaseSimServer
 from cryptoarb.venues.coinbase.ws import CoinbaseMarketData, CoinbaseWsOptions

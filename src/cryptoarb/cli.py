@@ -131,6 +131,9 @@ def scan(
                                                "without it sizes are limited to top-of-book sizes.",
                                                file_okay=False)] = None,
     sim: Annotated[bool, typer.Option("--sim", help="Scan the simulated exchange instead of files.")] = False,
+    rest_url: Annotated[str | None, typer.Option(
+        help="Scan one REST snapshot of KuCoin at this base URL (https://api.kucoin.com, or a sim-server's URL); "
+             "the books of the candidate cycles' markets are fetched to size them on depth.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulated exchange (with --sim).")] = None,
     at: Annotated[float, typer.Option(min=0, help="Simulated seconds to run before the snapshot (with --sim).")]
     = 10.0,
@@ -150,8 +153,16 @@ def scan(
     from cryptoarb.scan import opportunity_json, scan_snapshot
 
     settings = settings_or_exit(config, **{"sim.seed": seed})
-    if sim == (symbols is not None or tickers is not None):
-        raise fail("give either --symbols and --tickers (saved responses) or --sim", EXIT_USAGE)
+    sources = [sim, rest_url is not None, symbols is not None or tickers is not None]
+    if sum(sources) != 1:
+        raise fail("give one source: --symbols and --tickers (saved responses), --sim, or --rest-url", EXIT_USAGE)
+    if rest_url is not None:
+        result = asyncio.run(_rest_scan(settings, rest_url, min_profit_bps))
+        if as_json:
+            print(json.dumps([opportunity_json(o) for o in result.opportunities], separators=(",", ":")))
+        else:
+            _print_scan(result, limit)
+        return
     if sim:
         markets, snapshot, now = _sim_snapshot(settings, at)
     else:
@@ -185,6 +196,41 @@ def _file_snapshot(symbols: Path, tickers: Path, fees: Path | None, books: Path 
     except files.ResponseFileError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     return markets, snapshot, now
+
+
+async def _rest_scan(settings: Settings, url: str, min_profit_bps: float | None):
+    """Top of book for every pair, then full books for the markets of the cycles that cleared it."""
+    import time
+
+    from cryptoarb.model import BookUpdate
+    from cryptoarb.scan import scan_snapshot
+    from cryptoarb.venues.base import VenueError
+    from cryptoarb.venues.kucoin.rest import KucoinRest
+
+    rest = KucoinRest(base_url=url, clock=time.time)
+    try:
+        markets = await rest.load_markets()
+        now = time.time()
+        snapshot = [BookUpdate(t.venue, t.symbol, ((t.bid, t.bid_size),) if t.bid else (),
+                               ((t.ask, t.ask_size),) if t.ask else (), 0, t.ts_ms, now)
+                    for t in await rest.fetch_tickers()]
+        first = scan_snapshot(markets, snapshot, now, settings, min_profit_bps)
+        wanted = sorted({leg.symbol for o in first.opportunities for leg in o.legs})[:MAX_SCAN_BOOKS]
+        books = {symbol: await rest.fetch_book(symbol, 100) for symbol in wanted}
+    except VenueError as exc:
+        raise fail(f"{url}: {exc}", EXIT_RUNTIME) from None
+    finally:
+        await rest.close()
+    if not books:
+        return first
+    now = time.time()
+    deep = [u for u in snapshot if u.symbol not in books] + [
+        BookUpdate(b.venue, b.symbol, b.bids, b.asks, b.sequence, b.exchange_ts_ms, now) for b in books.values()]
+    return scan_snapshot(markets, deep, now, settings, min_profit_bps)
+
+
+MAX_SCAN_BOOKS = 60
+"""Level-2 snapshots a REST scan fetches (2 weight each in KuCoin's public pool of 2,000 per 30 s)."""
 
 
 def _sim_snapshot(settings: Settings, at: float):

@@ -25,6 +25,7 @@ from decimal import Decimal
 from cryptoarb.config import Settings
 from cryptoarb.core.books import Book, BookStore, Freshness, tradeable
 from cryptoarb.core.detector import Detector
+from cryptoarb.core.fees import discounted
 from cryptoarb.core.graph import enumerate_cycles
 from cryptoarb.core.inventory import InventoryMonitor
 from cryptoarb.core.ledger import Ledger, OpportunityLedger, attribute, book_fingerprint, planned_notional
@@ -74,7 +75,7 @@ class Engine:
         needs its books and ledger); default a ``PaperExecutor`` configured from ``settings``."""
         self.settings = settings
         self.venues = dict(venues)
-        self.markets: dict[MarketKey, Market] = {m.key: m for m in markets}
+        self.markets: dict[MarketKey, Market] = {m.key: m for m in discounted(markets, settings.detector.fee_discount)}
         self.publish = publish
         self.books = BookStore()
         inventory = _inventory(settings.balances)

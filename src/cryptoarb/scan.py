@@ -16,6 +16,7 @@ from typing import Any
 from cryptoarb.config import Settings
 from cryptoarb.core.books import BookStore, Freshness
 from cryptoarb.core.detector import Detector
+from cryptoarb.core.fees import discounted
 from cryptoarb.core.graph import enumerate_cycles
 from cryptoarb.core.risk import RiskGate, RiskLimits
 from cryptoarb.core.sizing import size_cycle
@@ -35,6 +36,7 @@ class ScanResult:
 def scan_snapshot(markets: Sequence[Market], books: Iterable[BookUpdate], now: float, settings: Settings,
                   min_return_bps: float | None = None) -> ScanResult:
     threshold = settings.detector.min_return_bps if min_return_bps is None else min_return_bps
+    markets = discounted(markets, settings.detector.fee_discount)
     by_key = {m.key: m for m in markets}
     store = BookStore()
     for update in books:

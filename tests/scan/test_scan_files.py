@@ -123,3 +123,17 @@ def test_scan_on_the_simulator_finds_sized_opportunities(tmp_path):
     found = json.loads(result.stdout)
     assert found and all(Decimal(o["profit"]) > 0 for o in found)
     assert all(o["path"][0] == o["path"][-1] == "USDT" for o in found)
+
+
+def test_kcs_fee_discount_raises_the_return_by_the_fees_saved(saved):
+    plain = json.loads(scan(*files(saved, "--json"), cwd=saved).stdout)[0]
+    env_args = ("--json",)
+    result = subprocess.run([sys.executable, "-m", "cryptoarb.cli", "scan", *files(saved, *env_args)],
+                            capture_output=True, text=True, cwd=saved, timeout=60,
+                            env={**os.environ, "CRYPTOARB_DETECTOR__START_ASSETS": '["USDT"]',
+                                 "CRYPTOARB_DETECTOR__FEE_DISCOUNT": "0.2"})
+    discounted = json.loads(result.stdout)[0]
+    exact = (Decimal("0.0505") * Decimal("60000") * Decimal("0.9992") ** 2 / (Decimal("3000.3") * Decimal("1.0008"))
+             - 1) * 10_000
+    assert abs(discounted["net_return_bps"] - float(exact)) < 0.01
+    assert discounted["net_return_bps"] > plain["net_return_bps"]

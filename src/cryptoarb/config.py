@@ -66,6 +66,8 @@ class DetectorSettings(_Section):
     start_assets: list[str] = Field(default_factory=lambda: ["USDT"],
                                     description="assets a cycle may start from; empty = any")
     min_return_bps: float = Field(5.0, ge=0, description="top-of-book net return that triggers sizing")
+    fee_discount: float = Field(0.0, ge=0, lt=1, description="fraction off every fee, e.g. 0.2 for KuCoin's "
+                                                              "discount when fees are paid in KCS")
 
 
 class RiskSettings(_Section):
@@ -119,6 +121,36 @@ class StorageSettings(_Section):
     sqlite_file: str = "cryptoarb.sqlite"
     batch_size: int = Field(500, ge=1)
     flush_interval_s: float = Field(0.5, gt=0)
+
+
+class RunSettings(_Section):
+    """``cryptoarb run`` / ``cryptoarb watch``: the live venue, the REST scanner, the watchlist and the local
+    status endpoint (docs/run.md)."""
+
+    venue: Literal["kucoin"] = Field("kucoin", description="the venue streamed and traded")
+    rest_url: str = Field("https://api.kucoin.com", description="the venue's REST base URL (the websocket "
+                          "endpoint comes from its bullet-public answer); point it at `cryptoarb sim-server`")
+    scan_interval_s: float = Field(2.0, gt=0, description="REST all-tickers scan period")
+    scan_mode: Literal["slices", "process"] = Field(
+        "slices", description="evaluate every cycle on the loop in bounded slices, or in a worker process")
+    scan_slice_cycles: int = Field(20_000, ge=100, description="cycles evaluated per slice between awaits")
+    watchlist_size: int = Field(100, ge=1, le=3000, description="markets streamed in depth")
+    watchlist_keep_rank: float = Field(
+        1.5, ge=1, description="a watched market stays while it ranks within watchlist_size times this")
+    watchlist_file: Path = Field(Path("data/watchlist.json"), description="written atomically after each scan")
+    depth_mode: Literal["level2Depth5", "level2Depth50", "level2"] = Field(
+        "level2Depth50", description="depth topic of watchlist markets (level2: increments + REST snapshots)")
+    status_port: int = Field(8765, ge=0, le=65535, description="/status and /metrics on 127.0.0.1 (0: any free)")
+    ws_read_chunk_bytes: int = Field(
+        16_384, ge=0, description="read market-data sockets in slices of this size, one per loop turn (0: off)")
+    restart_backoff_s: float = Field(0.5, gt=0, description="first wait before a failed task is restarted")
+    restart_backoff_max_s: float = Field(30.0, gt=0)
+    shutdown_timeout_s: float = Field(15.0, gt=0, description="wait this long for in-flight opportunities")
+    gc_freeze: bool = Field(True, description="freeze start-up objects out of the garbage collector's scans")
+    gc_young_interval_s: float = Field(
+        0.05, ge=0, description="collect the young generation this often (bounds each pause; 0: automatic)")
+    view_interval_s: float = Field(
+        1.0, gt=0, description="refresh period of the live terminal view (each refresh renders on the loop)")
 
 
 class NotifySettings(_Section):
@@ -221,6 +253,7 @@ class Settings(BaseSettings):
     execution: ExecutionSettings = ExecutionSettings()
     storage: StorageSettings = StorageSettings()
     notify: NotifySettings = NotifySettings()
+    run: RunSettings = RunSettings()
     ccxt: dict[str, CcxtVenueSettings] = Field(default_factory=dict,
                                                description="venues served through ccxt, by exchange id")
     discord: DiscordSettings = DiscordSettings()

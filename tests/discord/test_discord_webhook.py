@@ -204,7 +204,8 @@ async def test_a_refused_endpoint_never_slows_notify_and_trades_are_retried_then
     for event in events:
         await notifier.notify(event)
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.05, f"1000 notify() calls took {elapsed * 1000:.1f} ms"
+    # a dead endpoint would cost seconds (connect timeouts); queueing costs microseconds a call
+    assert elapsed < 0.5, f"1000 notify() calls took {elapsed * 1000:.1f} ms"
     await asyncio.wait_for(notify_log.seen.wait(), 5)
     lost = notify_log.records[-1].getMessage()
     assert "after 3 attempt(s)" in lost and "ClientConnectorError" in lost and "trade op" in lost
@@ -227,7 +228,8 @@ async def test_a_silent_server_never_slows_notify_and_only_market_noise_is_dropp
     for event in events:
         await notifier.notify(event)
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.05, f"1000 notify() calls took {elapsed * 1000:.1f} ms"
+    # a dead endpoint would cost seconds (connect timeouts); queueing costs microseconds a call
+    assert elapsed < 0.5, f"1000 notify() calls took {elapsed * 1000:.1f} ms"
     assert notifier.dropped["opportunity"] == 900 - 10
     assert notifier.queued == 1 + 100 + 10  # in flight + every trade + a full queue of opportunities
     await notifier.close()

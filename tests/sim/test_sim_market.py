@@ -1,4 +1,3 @@
-import time
 from collections import Counter
 from decimal import Decimal
 
@@ -186,13 +185,3 @@ def test_mispricings_are_injected_and_closed():
     assert tiers[Tier.HOT] <= sum(tiers.values()) // 2
 
 
-def test_step_is_fast():
-    market = _market()
-    for _ in range(20):
-        market.step()
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        market.step()
-    per_step = (time.perf_counter() - start) / n
-    assert per_step < 0.005, f"{per_step * 1e6:.0f} us per step"

@@ -8,7 +8,7 @@ from cryptoarb.core.books import Freshness
 from cryptoarb.core.detector import Detector
 from cryptoarb.core.graph import enumerate_cycles
 from cryptoarb.core.sizing import LegBook, LegFailure, Plan, plan_legs, size_cycle, walk_levels
-from cryptoarb.model import Leg, Opportunity, Rejection, RejectReason, Side
+from cryptoarb.model import Leg, Opportunity, OrderStatus, Rejection, RejectReason, Side
 
 NOW = 10.0
 FRESH = Freshness(max_age=2.0)
@@ -214,14 +214,124 @@ def test_leg_book_buy_budget_boundaries(market):
     book = LegBook(leg, [(100.0, 1.0), (200.0, 1.0)])
     exact = book.fill_input(D("100.1"))  # exactly 1 ETH with its fee
     assert exact.size == D("1.0") and exact.amount_out == D("1.0") and exact.limit_price == D("100.0")
+    assert exact.hold == D("100.1")
     short = book.fill_input(D("100.0999"))
     assert short.size == D("0.9")
-    walked = book.fill_input(D("120.12"))  # 100 + 0.1 * 200 = 120 with fee 0.12
+    # 120.12 would pay for 1.1 ETH at the levels (100 + 0.1 * 200 = 120, fee 0.12), but a limit buy of 1.1
+    # at 200 holds 1.1 * 200 * 1.001 = 220.22: only 1 ETH can be sent, and 20.02 USDT is dust
+    capped = book.fill_input(D("120.12"))
+    assert capped.size == D("1.0") and capped.limit_price == D("100.0") and capped.amount_in == D("120.12")
+    assert capped.notional == D("100.0") and capped.fee == D("0.1000") and capped.hold == D("100.1000")
+    walked = book.fill_input(D("220.22"))  # exactly the hold of 1.1 at 200
     assert walked.size == D("1.1") and walked.limit_price == D("200.0") and walked.fee == D("0.120")
-    everything = book.fill_input(D("300.3"))
-    assert everything.size == D("2.0")
-    over = book.fill_input(D("300.31"))
+    assert walked.notional == D("120.0") and walked.hold == D("220.22") and walked.amount_out == D("1.1")
+    assert book.fill_input(D("220.2199")).size == D("1.0")
+    half = book.fill_input(D("300.3"))  # 1.5 * 200 * 1.001 = 300.3; it spends (100 + 0.5 * 200) * 1.001
+    assert half.size == D("1.5") and half.notional == D("200.0") and half.hold == D("300.3")
+    everything = book.fill_input(D("400.4"))  # the hold of the whole book: 2 * 200 * 1.001
+    assert everything.size == D("2.0") and everything.notional == D("300.0")
+    over = book.fill_input(D("400.41"))
     assert isinstance(over, LegFailure) and over.reason is RejectReason.INSUFFICIENT_DEPTH
+
+
+def test_leg_book_buy_fee_received_holds_size_at_limit(market):
+    leg = Leg(market("ETH", "USDT", inc="0.1", fee="0.001", fee_currency="received"), Side.BUY)
+    book = LegBook(leg, [(100.0, 1.0), (200.0, 1.0)])
+    fill = book.fill_input(D("239.99"))  # 1.2 at 200 would hold 240
+    assert fill.size == D("1.1") and fill.hold == D("220.0") and fill.notional == D("120.0")
+    assert fill.amount_out == D("1.1") - D("0.0011") and fill.fee == D("0.0011") and fill.fee_asset == "ETH"
+    assert book.fill_input(D("240")).size == D("1.2")
+
+
+def two_level_eth_btc(books, btc_usdt=None):
+    """The triangle with an ETH-BTC ask side of two levels: 1 ETH at 0.05, then 10 at 0.0501."""
+    return books({
+        ("x", "BTC-USDT"): btc_usdt or (((19_990.0, 1.0),), ((20_000.0, 0.5),)),
+        ("x", "ETH-BTC"): (((0.0499, 10.0),), ((0.05, 1.0), (0.0501, 10.0))),
+        ("x", "ETH-USDT"): (((1010.0, 10.0),), ((1011.0, 10.0),)),
+    }, at=NOW - 0.5)
+
+
+def test_later_buy_walking_two_levels_is_sized_by_its_limit_price_hold(triangle_markets, books):
+    cycle = usdt_btc_eth(triangle_markets())
+    store = two_level_eth_btc(books)
+    plan = plan_legs(cycle, store, D("0.0999"))
+    assert isinstance(plan, Plan)
+    btc, eth, sell = plan.legs
+    # 0.0999 BTC would pay for 1.994 ETH at the levels ((0.0999 / 1.001 - 0.05) / 0.0501 = 0.99401 more
+    # after the first 1 ETH), but a limit buy at 0.0501 holds 0.0501 * 1.001 = 0.0501501 BTC per ETH:
+    # 0.0999 / 0.0501501 = 1.99202 -> 1.992 ETH
+    assert (eth.size, eth.limit_price, eth.amount_in) == (D("1.992"), D("0.0501"), D("0.0999"))
+    assert eth.hold == D("1.992") * D("0.0501501") == D("0.0998989992") <= eth.amount_in
+    # it spends what it fills at the levels: (0.05 + 0.992 * 0.0501) * 1.001 BTC
+    assert eth.notional == D("0.0996992") and eth.fee == D("0.0000996992") and eth.amount_out == D("1.992")
+    # sell 1.992 ETH at 1010 less 0.1%: 2009.90808
+    assert sell.size == D("1.992") and sell.amount_out == D("2009.90808")
+    assert btc.amount_in == plan.input == D("1999.998") and plan.profit == D("9.91008")
+    result = size_cycle(cycle, store, NOW, D("2000"), 1.0, FRESH, tolerance=D(0))
+    assert isinstance(result, Opportunity)
+    assert [leg.size for leg in result.legs] == [D("0.0999"), D("1.992"), D("1.992")]
+    assert [leg.limit_price for leg in result.legs] == [D("20000.0"), D("0.0501"), D("1010.0")]
+    assert result.profit == D("9.91008")
+
+
+def test_the_hold_jump_at_a_new_level_can_make_staying_on_the_first_better(triangle_markets, books):
+    cycle = usdt_btc_eth(triangle_markets())
+    store = two_level_eth_btc(books)
+    result = size_cycle(cycle, store, NOW, D("1500"), 1.0, FRESH, tolerance=D(0))
+    assert isinstance(result, Opportunity)
+    # all 1500 allows (0.0749 BTC) buys 0.0749 / 0.0501501 -> 1.493 ETH: 1.493 * 1010 * 0.999 - 1499.498
+    # = +6.92407; staying on the first ETH-BTC level, 0.05 BTC buys 0.999 ETH: 1007.98101 - 1001 = +6.98101
+    whole = plan_legs(cycle, store, D("0.0749"))
+    assert isinstance(whole, Plan) and whole.legs[1].size == D("1.493") and whole.profit == D("6.92407")
+    assert [leg.size for leg in result.legs] == [D("0.0500"), D("0.999"), D("0.999")]
+    assert result.legs[1].limit_price == D("0.05") and result.profit == D("6.98101")
+    quick = size_cycle(cycle, store, NOW, D("1500"), 1.0, FRESH)  # within half a first-leg increment
+    assert isinstance(quick, Opportunity) and D("6.98101") - D("1.001") <= quick.profit <= D("6.98101")
+
+
+def test_max_input_caps_what_a_first_buy_holds_and_input_is_what_it_spends(triangle_markets, books):
+    cycle = usdt_btc_eth(triangle_markets())
+    store = two_level_eth_btc(books, btc_usdt=(((19_990.0, 1.0),), ((20_000.0, 0.05), (20_010.0, 1.0))))
+    result = size_cycle(cycle, store, NOW, D("1998.9"), 1.0, FRESH, tolerance=D(0))
+    assert isinstance(result, Opportunity)
+    first = result.legs[0]
+    # 0.0998 BTC would spend (1000 + 0.0498 * 20010) * 1.001 = 1998.494498 <= 1998.9, but an order for it
+    # at 20010 holds 0.0998 * 20010 * 1.001 = 1998.994998 > 1998.9; 0.0997 holds 1996.991997
+    assert first.size == D("0.0997") and first.limit_price == D("20010.0")
+    assert first.size * first.limit_price * D("1.001") == D("1996.991997") <= D("1998.9")
+    # the cycle's input is what the fills spend: (1000 + 0.0497 * 20010) * 1.001
+    assert result.input == first.amount_in == D("1996.491497")
+    assert first.fee == D("1.994497")
+    # 0.0997 BTC: 1 ETH at 0.05, then 0.0997 / 0.0501501 = 1.98803 -> 1.988 ETH at 0.0501
+    assert [leg.size for leg in result.legs[1:]] == [D("1.988"), D("1.988")]
+    assert result.output == D("1.988") * D("1010.0") * D("0.999")
+    assert result.profit == result.output - D("1996.491497")
+
+
+def test_paper_sends_a_two_level_buy_leg_at_its_planned_size(triangle_markets, books):
+    """The contract with the executor: a BUY planned by its hold is sent whole, and fills as planned."""
+    from cryptoarb.execution.paper import PaperExecutor
+
+    markets = triangle_markets(**{"BTC-USDT": {"min_funds": "1"}})
+    cycle = usdt_btc_eth(markets)
+    store = two_level_eth_btc(books)
+    result = size_cycle(cycle, store, NOW, D("2000"), 1.0, FRESH, tolerance=D(0))
+    assert isinstance(result, Opportunity) and result.legs[1].limit_price == D("0.0501")
+    assert result.profit == D("9.91008")
+    executor = PaperExecutor(store, {m.key: m for m in markets}, {})
+    outcome = executor.run(result, NOW)
+    legs, recovery = outcome.results[:3], outcome.results[3:]
+    assert [r.order.size for r in legs] == [leg.size for leg in result.legs]
+    assert all(r.status is OrderStatus.FILLED for r in legs)
+    eth = legs[1]
+    assert [(f.price, f.size) for f in eth.fills] == [(D("0.05"), D("1.000")), (D("0.0501"), D("0.992"))]
+    assert sum(f.price * f.size + f.fee for f in eth.fills) == D("0.0997988992")  # the planned spend
+    got = sum(f.price * f.size - f.fee for f in legs[2].fills)
+    assert got == result.output and not outcome.alerts
+    # the BTC the plan leaves unspent (0.0999 - 0.0997988992) is the only thing the unwind policy sells back
+    [unwind] = recovery
+    assert unwind.order.side is Side.SELL and unwind.order.symbol == "BTC-USDT" and unwind.order.size == D("0.0001")
 
 
 def test_leg_book_sell_rounds_down_and_keeps_dust(market):

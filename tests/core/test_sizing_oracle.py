@@ -1,7 +1,8 @@
 """Property tests: detector and sizing against an independent exact oracle written with Fractions.
 
 The oracle re-implements the leg semantics from their definition (continuous inverse of the book walk,
-then floor to the grid) and brute-forces every first-leg size on its grid up to the input cap.
+or for a BUY of its hold at the limit price, then floor to the grid) and brute-forces every first-leg size
+on its grid whose order's hold fits the input cap.
 """
 
 from __future__ import annotations
@@ -129,14 +130,15 @@ def o_walk(levels, size: Fraction) -> tuple[Fraction, Fraction] | None:
     return None if left > 0 else (cost, worst)
 
 
-def o_size_worth(levels, value: Fraction) -> Fraction:
-    """The continuous size whose walked value is ``value`` (caller checks the book holds it)."""
-    acc, size = Fraction(0), Fraction(0)
+def o_hold_size(levels, budget: Fraction) -> Fraction:
+    """The largest continuous size ``s`` whose hold ``s * worst(s)`` is at most ``budget`` (caller checks
+    the book holds it): sizes on a level hold at that level's price, so the hold jumps between levels."""
+    size, below = Fraction(0), Fraction(0)
     for price, qty in levels:
-        if acc + price * qty >= value:
-            return size + (value - acc) / price
-        acc += price * qty
-        size += qty
+        if budget / price <= below:
+            break  # the first size on this level already holds more than the budget
+        size = min(budget / price, below + qty)
+        below += qty
     return size
 
 
@@ -147,6 +149,7 @@ class OLeg:
     amount_in: Fraction
     amount_out: Fraction
     fee: Fraction
+    hold: Fraction  # what placing the order ties up: a SELL its size, a BUY size * limit (* (1 + fee))
 
 
 def o_leg(leg: Leg, levels, *, amount_in: Fraction | None = None, size: Fraction | None = None) -> OLeg | str:
@@ -160,9 +163,10 @@ def o_leg(leg: Leg, levels, *, amount_in: Fraction | None = None, size: Fraction
         else:
             amount_in = size
     elif size is None:
-        if amount_in > sum(p * q for p, q in levels) * k:
+        # a limit buy holds size * limit (* (1 + fee)): the largest size whose hold fits the input
+        if amount_in > sum(q for _, q in levels) * levels[-1][0] * k:
             return "depth"
-        size = math.floor(o_size_worth(levels, amount_in / k) / inc) * inc
+        size = math.floor(o_hold_size(levels, amount_in / k) / inc) * inc
     if size <= 0:
         return "min_size"
     walked = o_walk(levels, size)
@@ -176,10 +180,10 @@ def o_leg(leg: Leg, levels, *, amount_in: Fraction | None = None, size: Fraction
     if notional < F(market.min_funds):
         return "min_funds"
     if leg.side is Side.SELL:
-        return OLeg(size, worst, amount_in, notional * (1 - fee), notional * fee)
+        return OLeg(size, worst, amount_in, notional * (1 - fee), notional * fee, size)
     if received:
-        return OLeg(size, worst, amount_in, size * (1 - fee), size * fee)
-    return OLeg(size, worst, amount_in, size, notional * fee)
+        return OLeg(size, worst, amount_in, size * (1 - fee), size * fee, size * worst)
+    return OLeg(size, worst, amount_in, size, notional * fee, size * worst * k)
 
 
 def o_plan(cycle: Cycle, world: World, first_size: Fraction) -> list[OLeg] | str:
@@ -206,7 +210,8 @@ def o_best(cycle: Cycle, world: World, cap: Fraction) -> tuple[Fraction, int] | 
             break
         fee = F(first.market.taker_fee)
         k = 1 + fee if first.side is Side.BUY and first.market.fee_currency == "quote" else 1
-        if (walked[0] * k if first.side is Side.BUY else n * inc) > cap:
+        # the cap bounds what the first order holds when placed (a BUY: its size at its limit price)
+        if (n * inc * walked[1] * k if first.side is Side.BUY else n * inc) > cap:
             break
         plan = o_plan(cycle, world, n * inc)
         if isinstance(plan, str):
@@ -278,8 +283,10 @@ def test_detector_and_sizing_match_the_oracle(world: World, data: st.DataObject)
             assert not isinstance(plan, str), plan
             profit = plan[-1].amount_out - plan[0].amount_in
             assert F(result.profit) == profit > 0
-            assert F(result.input) == plan[0].amount_in <= cap
+            assert F(result.input) == plan[0].amount_in <= plan[0].hold <= cap
             assert F(result.output) == plan[-1].amount_out
+            # every order can be placed as planned: each later leg's hold fits what the leg before delivers
+            assert all(theirs.hold <= theirs.amount_in for theirs in plan[1:])
             # (d) leg by leg
             for mine, theirs in zip(result.legs, plan, strict=True):
                 reported = (mine.size, mine.limit_price, mine.amount_in, mine.amount_out, mine.fee)

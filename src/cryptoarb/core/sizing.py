@@ -5,14 +5,19 @@ it receives and its output is the next leg's input.
 
 - SELL (input is base): size = input floored to the size increment; proceeds walk the bids from the
   best; fee = proceeds * taker_fee in quote; output = proceeds - fee. Leftover base is dust.
-- BUY, fee in quote: the largest size on the increment grid with cost(size) * (1 + fee) <= input,
-  cost walking the asks; output = size. BUY, fee taken from what is received: the largest size with
-  cost(size) <= input; fee = size * taker_fee in base; output = size - fee. Leftover quote is dust.
+- BUY: an order is a limit IOC at the worst ask its size walks, and the venue holds its funds at that
+  limit price: hold(size) = size * limit(size) * (1 + fee) with the fee in quote, size * limit(size)
+  with the fee taken from what is received. The size is the largest on the increment grid whose hold
+  fits the input (hold(size) <= input), so the order can be sent as planned. It fills at the levels
+  it walks: it spends cost(size) * (1 + fee) (fee in quote; cost(size) when received), never more than
+  its hold, and output = size (fee in quote) or size - size * taker_fee (fee received, in base).
+  Leftover quote (the input less what the fills spend) is dust.
 - A leg whose input is more than its visible book can absorb (a SELL size above the bid depth, a BUY
-  budget above the cost of every ask) is INSUFFICIENT_DEPTH; a size of zero or below ``min_size``
-  is BELOW_MIN_SIZE; a cost/proceeds below ``min_funds`` is BELOW_MIN_FUNDS.
+  input above the hold of the whole ask side) is INSUFFICIENT_DEPTH; a size of zero or below
+  ``min_size`` is BELOW_MIN_SIZE; a cost/proceeds below ``min_funds`` is BELOW_MIN_FUNDS.
 - The limit price is the worst level the walk touches. The cycle input is the first leg's input as
-  actually consumed (a SELL: its rounded size; a BUY: cost * (1 + fee), or cost).
+  actually consumed (a SELL: its rounded size; a BUY: cost * (1 + fee), or cost); what the first
+  order needs held when it is placed (a SELL its size, a BUY its hold) is what ``max_input`` caps.
 
 All plan arithmetic is exact ``Decimal`` (floats converted through ``repr``) in a context that traps
 any rounding: every size is floored to its grid by exact integer division, never estimated.
@@ -25,6 +30,14 @@ maximum on the grid of the leg with the coarsest increment, and stopping where t
 shows nothing left can beat the best exact profit by more than a tolerance, finds the optimum to
 within that tolerance (half the cost of one first-leg increment by default; zero gives the exact
 optimum, which tests/core/test_sizing_oracle.py checks against a brute force).
+
+A BUY after the first leg needs its hold as input, and the hold jumps where its walk reaches a new
+level, so the continuous profit is concave only between those points. The search cuts the pivot's
+grid there (:func:`_pieces`); on each piece every such BUY's walk ends on one level, at whose price its
+continuous model is linear (:meth:`LegBook.flat`), and the profit concave again. Pieces are searched
+outward from the one where a bound of them all peaks (those BUYs sized by their walked cost, never
+more than their hold allows), each outward from its own maximum, until no bound is left that could
+beat the best exact profit by more than the tolerance.
 """
 
 from __future__ import annotations
@@ -89,7 +102,10 @@ class BookSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LegFill:
-    """One leg of an exact plan. ``notional`` is the cost (BUY) or proceeds (SELL) before fee, in quote."""
+    """One leg of an exact plan. ``notional`` is the cost (BUY) or proceeds (SELL) before fee, in quote;
+    ``hold`` what the order ties up of its input when it is placed (a SELL its size, a BUY its size at
+    the limit price, with the fee when it is charged in quote): never more than ``amount_in``, except
+    for a first leg, whose ``amount_in`` is what it spends."""
 
     leg: Leg
     size: Decimal
@@ -99,6 +115,7 @@ class LegFill:
     notional: Decimal
     fee: Decimal
     fee_asset: str
+    hold: Decimal
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +201,15 @@ def _min_size_worth(levels: Sequence[DecLevel], target: Decimal, factor: Decimal
 
 
 class LegBook:
-    """One leg against its side of the book (bids for SELL, asks for BUY), exactly and in floats."""
+    """One leg against its side of the book (bids for SELL, asks for BUY), exactly and in floats.
 
-    __slots__ = ("buy", "depth", "f_depth", "f_fee", "f_in", "f_out", "fee", "fee_asset", "flevels",
-                 "in_factor", "inc", "index", "leg", "levels", "market", "out_factor", "received")
+    ``holds``: a BUY after the first leg, whose input must cover its hold (size at the worst level
+    walked); its continuous input and size jump where the walk reaches a new level, so the search
+    bounds it one level at a time (:meth:`flat`).
+    """
+
+    __slots__ = ("buy", "depth", "f_depth", "f_fee", "f_in", "f_out", "fee", "fee_asset", "flats", "flevels",
+                 "holds", "in_factor", "inc", "index", "leg", "levels", "market", "out_factor", "received")
 
     def __init__(self, leg: Leg, levels: Sequence[tuple[float | Decimal, float | Decimal]],
                  index: int = 0) -> None:
@@ -199,6 +221,8 @@ class LegBook:
             self.received = self.buy and self.market.fee_currency == "received"
             self.levels = to_levels(levels)
             self.flevels = [(float(p), float(q)) for p, q in self.levels]
+            self.holds = self.buy and index > 0
+            self.flats: dict[int, LegBook] = {}
             self.depth = sum((q for _, q in self.levels), ZERO)
             self.inc = self.market.size_increment
             self.fee = self.market.taker_fee
@@ -219,28 +243,39 @@ class LegBook:
 
     @_exact
     def fill_size(self, size: Decimal) -> LegFill | LegFailure:
-        """Trade exactly ``size`` (base); its input is the least amount that buys/sells that size."""
+        """Trade exactly ``size`` (base) as a first leg; its input is what it spends (a SELL its size, a BUY
+        its walked cost with the fee in quote). ``hold`` is what placing it needs."""
         return self._fill_size(size)
 
     def _fill_input(self, amount_in: Decimal) -> LegFill | LegFailure:
         if not self.buy:
             return self._fill(amount_in // self.inc * self.inc, amount_in)
-        k = self.in_factor
-        cost = ZERO
-        have = ZERO
-        for price, qty in self.levels:
-            full = cost + price * qty
-            if full * k > amount_in:
-                n = _floor_div(amount_in - (cost - price * have) * k, price * k * self.inc)
-                return self._fill(n * self.inc, amount_in)
-            cost = full
-            have += qty
-        if cost * k < amount_in:
+        size = self._buy_size(amount_in)
+        if size is None:
             return self._fail(RejectReason.INSUFFICIENT_DEPTH,
-                              f"{amount_in} {self.leg.asset_in} buys the whole book ({cost * k})")
-        return self._fill(have // self.inc * self.inc, amount_in)
+                              f"{amount_in} {self.leg.asset_in} is more than the whole book holds")
+        return self._fill(size, amount_in)
+
+    def _buy_size(self, amount_in: Decimal) -> Decimal | None:
+        """The largest grid size whose hold, ``size * limit(size) * in_factor``, is at most ``amount_in``;
+        None when ``amount_in`` is more than the hold of the whole book."""
+        inc = self.inc
+        below = ZERO  # the size of the levels before this one
+        size = ZERO
+        per_unit = ZERO
+        for price, qty in self.levels:
+            top = below + qty
+            per_unit = price * self.in_factor  # hold per unit of size for sizes on this level
+            n = min(_floor_div(amount_in, per_unit * inc), int(top // inc))
+            if n * inc > below:
+                size = n * inc
+            if top * per_unit > amount_in:
+                return size  # deeper sizes hold even more
+            below = top
+        return None if below * per_unit < amount_in else size
 
     def _fill_size(self, size: Decimal) -> LegFill | LegFailure:
+        """As a first leg: its input is what it spends (a BUY its walked cost, with the fee in quote)."""
         if not self.buy:
             return self._fill(size, size)
         walked = _walk(self.levels, size)
@@ -269,7 +304,8 @@ class LegBook:
         else:
             fee = notional * self.fee
             out = size if self.buy else notional - fee
-        return LegFill(self.leg, size, worst, amount_in, out, notional, fee, self.fee_asset)
+        hold = size * worst * self.in_factor if self.buy else size
+        return LegFill(self.leg, size, worst, amount_in, out, notional, fee, self.fee_asset, hold)
 
     def _fail(self, reason: RejectReason, detail: str) -> LegFailure:
         where = f"leg {self.index} {self.market.symbol}@{self.market.venue}"
@@ -277,11 +313,12 @@ class LegBook:
 
     # -- backward: the least that reaches a size ----------------------------------------------------
     def _input_for_size(self, size: Decimal) -> Decimal | None:
-        """The least input from which this leg trades at least ``size``; None past the depth."""
+        """The least input from which this leg (not the first) trades at least ``size``: a BUY's hold;
+        None past the depth."""
         if not self.buy:
             return size if size <= self.depth else None
         walked = _walk(self.levels, size)
-        return None if walked is None else walked[0] * self.in_factor
+        return None if walked is None else size * walked[1] * self.in_factor
 
     def _size_for_output(self, amount_out: Decimal) -> Decimal | None:
         """The smallest grid size whose output is at least ``amount_out``; None past the depth."""
@@ -328,7 +365,7 @@ class LegBook:
     def f_in_of_size(self, size: float) -> float | None:
         if not self.buy:
             return size if size <= self.f_depth else None
-        cost = _f_value(self.flevels, size)
+        cost = _f_hold(self.flevels, size) if self.holds else _f_value(self.flevels, size)
         return None if cost is None else cost * self.f_in
 
     def f_out_of_size(self, size: float) -> float | None:
@@ -340,6 +377,8 @@ class LegBook:
     def f_size_of_in(self, amount_in: float) -> float | None:
         if not self.buy:
             return amount_in if amount_in <= self.f_depth else None
+        if self.holds:
+            return _f_hold_size(self.flevels, amount_in / self.f_in)
         return _f_size_worth(self.flevels, amount_in / self.f_in)
 
     def f_size_of_in_capped(self, amount_in: float) -> float:
@@ -357,6 +396,38 @@ class LegBook:
             return size if size <= self.f_depth else None
         return _f_size_worth(self.flevels, amount_out / self.f_out)
 
+    def walked(self) -> LegBook:
+        """This leg with a BUY's continuous input its walked cost, which its hold is never below: one
+        concave bound of every level its walk may end on."""
+        if not self.holds:
+            return self
+        view = self.flats.get(-1)
+        if view is None:
+            view = self._view()
+            view.holds = False
+            self.flats[-1] = view
+        return view
+
+    def _view(self) -> LegBook:
+        view = object.__new__(LegBook)
+        for name in LegBook.__slots__:
+            setattr(view, name, getattr(self, name))
+        view.flats = {}
+        return view
+
+    def flat(self, level: int) -> LegBook:
+        """This BUY as if its walk ended on ``level`` (0-based): every size up to that level's end holds
+        at that level's price. Where the real walk ends there, its hold and size are exactly these, and
+        they are linear in the input: the continuous profit is concave again."""
+        view = self.flats.get(level)
+        if view is None:
+            view = self._view()
+            depth = sum(q for _, q in self.flevels[:level + 1])
+            view.flevels = [(self.flevels[level][0], depth)]
+            view.f_depth = depth * (1 + 1e-12)
+            self.flats[level] = view
+        return view
+
 
 def _f_value(levels: list[tuple[float, float]], size: float) -> float | None:
     value = 0.0
@@ -368,6 +439,30 @@ def _f_value(levels: list[tuple[float, float]], size: float) -> float | None:
         if left <= 0:
             return value
     return value if left <= size * 1e-12 else None
+
+
+def _f_hold(levels: list[tuple[float, float]], size: float) -> float | None:
+    """``size`` times the price of the level the walk ends on; None past the book."""
+    below = 0.0
+    for price, qty in levels:
+        below += qty
+        if size <= below:
+            return size * price
+    return size * levels[-1][0] if levels and size <= below * (1 + 1e-12) else None
+
+
+def _f_hold_size(levels: list[tuple[float, float]], budget: float) -> float | None:
+    """The largest size whose hold (size times the price of the level it ends on) is ``budget`` at most;
+    None past the hold of the whole book. Flat at a level's end until the budget holds the next level."""
+    below = 0.0
+    for price, qty in levels:
+        size = budget / price
+        if size <= below:
+            return below
+        if size < below + qty:
+            return size
+        below += qty
+    return below if levels and budget <= below * levels[-1][0] * (1 + 1e-12) else None
 
 
 def _f_size_worth(levels: list[tuple[float, float]], target: float) -> float | None:
@@ -476,6 +571,16 @@ def _f_best_input(legs: Sequence[LegBook], max_input: float) -> float:
     return x
 
 
+def _f_input_cap(first: LegBook, max_input: Decimal) -> float:
+    """The most a first leg can spend while its hold stays within ``max_input`` (a start for the search)."""
+    if first.buy:
+        size = first._buy_size(max_input)
+        walked = None if size is None else _walk(first.levels, size)
+        if walked is not None:
+            return min(float(max_input), float(walked[0] * first.in_factor))
+    return float(max_input)
+
+
 def _f_size_at_leg(legs: Sequence[LegBook], j: int, x: float) -> float | None:
     size = legs[0].f_size_of_in_capped(x)
     for leg in legs[1:j + 1]:
@@ -511,9 +616,9 @@ class _Search:
         result = self.seen.get(first_size)
         if result is None:
             result = _forward(self.legs, first_size)
-            if isinstance(result, Plan) and result.input > self.max_input:
+            if isinstance(result, Plan) and result.legs[0].hold > self.max_input:
                 result = self.legs[0]._fail(RejectReason.MAX_NOTIONAL,
-                                            f"input {result.input} > max input {self.max_input}")
+                                            f"first order holds {result.legs[0].hold} > max input {self.max_input}")
             self.seen[first_size] = result
             if isinstance(result, Plan) and (self.best is None or result.profit > self.best.profit):
                 self.best = result
@@ -524,12 +629,155 @@ class _Search:
         return -math.inf if self.best is None else float(self.best.profit)
 
 
+def _f_forward_to(legs: Sequence[LegBook], i: int, size: float, j: int) -> float | None:
+    """Continuous size of leg ``j`` when leg ``i`` (before it) trades ``size``; None past a book."""
+    amount = legs[i].f_out_of_size(size)
+    for leg in legs[i + 1:j + 1]:
+        if amount is None:
+            return None
+        size_j = leg.f_size_of_in(amount)
+        if size_j is None or leg.index == j:
+            return size_j
+        amount = leg.f_out_of_size(size_j)
+    return None
+
+
+def _f_back_to(legs: Sequence[LegBook], i: int, amount_in: float, j: int) -> float | None:
+    """Continuous size of leg ``j`` (before leg ``i``) from which leg ``i`` receives ``amount_in``."""
+    need: float | None = amount_in
+    for leg in reversed(legs[j:i]):
+        size = None if need is None else leg.f_size_of_out(need)
+        if size is None or leg.index == j:
+            return size
+        need = leg.f_in_of_size(size)
+    return None
+
+
+Piece = tuple[float, float, dict[int, int]]
+
+
+def _pieces(legs: Sequence[LegBook], j: int, t_hi: float) -> list[Piece]:
+    """The pivot leg's size axis cut where a BUY after the first leg starts walking a new level, up to
+    ``t_hi``: ``(from, to, {leg: level its walk ends on})``; :func:`_views` is the float model there.
+
+    A BUY's continuous hold, and so the profit, jumps where its walk reaches a level; between those
+    points every such BUY's walk ends on one level and the continuous profit with it flat
+    (:meth:`LegBook.flat`) is the real one, and concave. A BUY at or before the pivot changes level
+    where its size passes a level's end; one after the pivot where its input passes the hold of that
+    size at the next level's price (until then it buys the level's end). The axis ends where a BUY
+    reaches a level so dear that the cycle's top-of-book return through it is not positive: no plan
+    walking that far can profit.
+    """
+    top = math.prod(leg.f_top_rate() for leg in legs)
+    cuts: list[tuple[float, int, int]] = []
+    for leg in legs[1:]:
+        if not leg.holds:
+            continue
+        end = 0.0
+        best_price = leg.flevels[0][0]
+        for level, (_, qty) in enumerate(leg.flevels[:-1]):
+            end += qty
+            price = leg.flevels[level + 1][0]
+            if leg.index == j:
+                t: float | None = end
+            elif leg.index < j:
+                t = _f_forward_to(legs, leg.index, end, j)
+            else:
+                t = _f_back_to(legs, leg.index, end * price * leg.f_in, j)
+            if t is None or t > t_hi:
+                break
+            if top * best_price / price <= 1 - 1e-12:
+                t_hi = t  # walking to this level or beyond cannot profit
+                break
+            cuts.append((t, leg.index, level + 1))
+    cuts = sorted(c for c in cuts if c[0] < t_hi)
+    level_of = {leg.index: 0 for leg in legs[1:] if leg.holds}
+    out: list[Piece] = []
+    start = -math.inf
+    for t, index, level in cuts:
+        out.append((start, t, dict(level_of)))
+        level_of[index] = level
+        start = t
+    out.append((start, t_hi, level_of))
+    return out
+
+
+def _views(legs: Sequence[LegBook], levels: Mapping[int, int]) -> list[LegBook]:
+    return [leg.flat(levels[leg.index]) if leg.holds else leg for leg in legs]
+
+
+def _stop(ahead: float, best: float, tolerance: float, floor: float) -> bool:
+    """Whether a bound of ``ahead`` leaves nothing to search for: nothing beats ``best`` by more than
+    ``tolerance`` once some plan clears ``floor``; until then only proof (nothing beats it at all) stops."""
+    return (ahead - tolerance < best) if best > floor else (ahead < best or ahead < floor)
+
+
+class _Pivot:
+    """The search on the pivot leg's grid: exact candidates, one concave piece of the bound at a time."""
+
+    def __init__(self, search: _Search, legs: Sequence[LegBook], j: int, n_lo: Decimal, k_lo: int, x_cap: float,
+                 least_input: float, tolerance: float, floor: float, max_evals: int) -> None:
+        self.search = search
+        self.legs = legs
+        self.j = j
+        self.inc = legs[j].inc
+        self.f_inc = float(self.inc)
+        self.n_lo = n_lo
+        self.k_lo = k_lo
+        self.x_cap = x_cap
+        self.least_input = least_input
+        self.tolerance = tolerance
+        self.floor = floor
+        self.budget = max_evals
+        self.k_fail = math.inf  # the first grid point found past the book or max input: so is every one after
+
+    def candidate(self, k: int) -> Plan | LegFailure | None:
+        first = _first_size_for(self.legs, self.j, k * self.inc)
+        return None if first is None else self.search.evaluate(max(first, self.n_lo))
+
+    def peak(self, views: Sequence[LegBook], lo: float, hi: float) -> tuple[int, float]:
+        """The grid point from which ``views``' bound falls both ways within [lo, hi], and its slack."""
+        x_star = _f_best_input(views, self.x_cap)
+        t_star = _f_size_at_leg(views, self.j, x_star)
+        k = int(t_star / self.f_inc) if t_star is not None else self.k_lo
+        return int(min(max(lo, k), hi)), _REL_SLACK * max(x_star, self.least_input, 1e-300)
+
+    def piece(self, lo: int, hi: float, levels: Mapping[int, int]) -> None:
+        """Evaluate grid points of [lo, hi] outward from where its concave bound peaks, the side with the
+        higher bound first, until the bound shows nothing left in it beats the best found."""
+        views = _views(self.legs, levels)
+        k_start, slack = self.peak(views, lo, hi)
+
+        def bound(k: int) -> float:
+            return _f_profit_at(views, self.j, k * self.f_inc) if lo <= k <= hi and k < self.k_fail else -math.inf
+
+        left, right = k_start, k_start + 1
+        left_bound, right_bound = bound(left), bound(right)
+        while self.budget > 0 and not left_bound == right_bound == -math.inf:
+            ahead = max(left_bound, right_bound) + slack
+            if _stop(ahead, self.search.best_profit, self.tolerance, self.floor):
+                return
+            self.budget -= 1
+            if left_bound >= right_bound:
+                self.candidate(left)
+                left -= 1
+                left_bound = bound(left)
+            else:
+                if not isinstance(self.candidate(right), Plan):
+                    self.k_fail = min(self.k_fail, right)
+                right += 1
+                right_bound = bound(right)
+
+
 def _optimise(legs: Sequence[LegBook], max_input: Decimal, max_evals: int, tolerance: float,
               floor: float) -> Plan | LegFailure:
     """The best exact plan, or the failure that rules every plan out.
 
-    Stops where the continuous bound shows nothing left beats the best by more than ``tolerance``;
-    until some plan clears ``floor`` (the least acceptable profit) it only stops on proof.
+    Searches the pieces of the pivot leg's grid on which the continuous bound is concave (:func:`_pieces`),
+    outward from the one where a bound of them all (BUYs after the first leg sized by their walked cost,
+    which their hold is never below) peaks, each outward from where its own bound peaks; stops where the
+    bounds show nothing left beats the best by more than ``tolerance``; until some plan clears ``floor``
+    (the least acceptable profit) it only stops on proof.
     """
     floors = []
     for i, leg in enumerate(legs):
@@ -547,39 +795,47 @@ def _optimise(legs: Sequence[LegBook], max_input: Decimal, max_evals: int, toler
                 rule_reason, f"minimums need more than max input {max_input} {legs[0].leg.asset_in}")
         return lowest
     j = _pivot(legs)
-    inc = legs[j].inc
-    f_inc = float(inc)
-    k_lo = int(lowest.legs[j].size // inc)
-    x_star = _f_best_input(legs, float(max_input))
-    t_star = _f_size_at_leg(legs, j, x_star)
-    k_start = max(k_lo, int(t_star / f_inc) if t_star is not None else k_lo)
-    slack = _REL_SLACK * max(x_star, float(lowest.input), 1e-300)
+    f_inc = float(legs[j].inc)
+    k_lo = int(lowest.legs[j].size // legs[j].inc)
+    x_cap = _f_input_cap(legs[0], max_input)
+    run = _Pivot(search, legs, j, n_lo, k_lo, x_cap, float(lowest.input), tolerance, floor, max_evals)
+    t_hi = _f_size_at_leg(legs, j, x_cap)  # no exact plan within max input trades more on the pivot
+    pieces: list[tuple[int, float, dict[int, int]]] = []
+    for t_from, t_to, levels in _pieces(legs, j, math.inf if t_hi is None else t_hi):
+        # a grid point either side of each cut in both pieces: the cuts are float estimates
+        lo = k_lo if t_from == -math.inf else max(k_lo, math.ceil(t_from / f_inc) - 1)
+        hi = math.inf if t_to == math.inf else math.floor(t_to / f_inc) + 1
+        if hi >= lo:
+            pieces.append((lo, hi, levels))
+    if len(pieces) == 1:
+        run.piece(*pieces[0])
+    else:
+        walked = [leg.walked() for leg in legs]
+        k_peak, slack = run.peak(walked, k_lo, math.inf)
 
-    def candidate(k: int) -> Plan | LegFailure | None:
-        first = _first_size_for(legs, j, k * inc)
-        return None if first is None else search.evaluate(max(first, n_lo))
+        def bound(i: int) -> float:
+            """The walked-cost bound's highest on piece ``i``."""
+            if not 0 <= i < len(pieces) or pieces[i][0] >= run.k_fail:
+                return -math.inf
+            lo, hi, _ = pieces[i]
+            k = int(min(max(k_peak, lo), hi))
+            return max(_f_profit_at(walked, j, k * f_inc),
+                       _f_profit_at(walked, j, (k + 1) * f_inc) if k + 1 <= hi else -math.inf)
 
-    def bound(k: int) -> float:
-        return _f_profit_at(legs, j, k * f_inc)
-
-    left, right = k_start, k_start + 1
-    left_bound, right_bound = bound(left), bound(right)
-    for _ in range(max_evals):
-        go_left = left_bound >= right_bound
-        best = search.best_profit
-        ahead = max(left_bound, right_bound) + slack
-        if (ahead - tolerance < best) if best > floor else (ahead < best or ahead < floor):
-            break
-        if go_left:
-            candidate(left)
-            left -= 1
-            left_bound = bound(left) if left >= k_lo else -math.inf
-        else:
-            result = candidate(right)
-            right += 1
-            right_bound = bound(right) if isinstance(result, Plan) else -math.inf
-        if left_bound == right_bound == -math.inf:
-            break
+        left = next((i for i, (_, hi, _) in enumerate(pieces) if hi >= k_peak), len(pieces) - 1)
+        right = left + 1
+        left_bound, right_bound = bound(left), bound(right)
+        while run.budget > 0 and not left_bound == right_bound == -math.inf:
+            if _stop(max(left_bound, right_bound) + slack, search.best_profit, tolerance, floor):
+                break
+            if left_bound >= right_bound:
+                run.piece(*pieces[left])
+                left -= 1
+                left_bound = bound(left)
+            else:
+                run.piece(*pieces[right])
+                right += 1
+                right_bound = bound(right)
     assert search.best is not None  # n_lo itself is feasible
     return search.best
 
@@ -610,7 +866,9 @@ def size_cycle(
     max_evals: int = MAX_EVALS,
     tolerance: Decimal | None = None,
 ) -> Opportunity | Rejection:
-    """Size ``cycle`` on the current books: the most profitable exact plan with input <= ``max_input``.
+    """Size ``cycle`` on the current books: the most profitable exact plan whose first order holds at most
+    ``max_input`` when it is placed (a first BUY: its size at its limit price, with the fee in quote; its
+    input, what it spends at the levels it walks, is at most that).
 
     Returns a Rejection when a market is disabled, a book is not tradeable, or no plan makes more
     than ``min_profit`` (and more than zero) of the start asset.

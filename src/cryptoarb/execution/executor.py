@@ -117,11 +117,20 @@ def floor_to(value: Decimal, increment: Decimal) -> Decimal:
 
 
 def order_size(leg: PlannedLeg, market: Market, available: Decimal) -> Decimal:
-    """The size leg ``leg`` can trade with ``available`` of its input, capped at the plan's size."""
+    """The size leg ``leg`` can trade with ``available`` of its input, capped at the plan's size.
+
+    A BUY holds its size at the limit price (with the fee when charged in quote): the plan's size when
+    that fits (sizing plans every BUY so it does, given what the leg before delivers as planned), else
+    the largest size on the grid whose hold fits."""
     if leg.side is Side.SELL:
         return min(leg.size, floor_to(available, market.size_increment))
-    budget = available / (1 + market.taker_fee) if market.fee_currency == "quote" else available
-    return min(leg.size, floor_to(budget / leg.limit_price, market.size_increment))
+    per_unit = leg.limit_price * (1 + market.taker_fee) if market.fee_currency == "quote" else leg.limit_price
+    if leg.size * per_unit <= available:
+        return leg.size
+    size = floor_to(available / per_unit, market.size_increment)
+    if size * per_unit > available:  # the division rounded up onto the grid
+        size -= market.size_increment
+    return min(leg.size, max(size, ZERO))
 
 
 def spent(leg: PlannedLeg, result: OrderResult) -> Decimal:

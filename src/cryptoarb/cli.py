@@ -17,6 +17,7 @@ from cryptoarb import __version__
 from cryptoarb.config import ConfigError, Settings, load_settings, masked
 from cryptoarb.recording.cli import backtest_command, record_command, replay_command
 from cryptoarb.reporting import report
+from cryptoarb.run.cli import run_command, watch_command
 from cryptoarb.storage.cli import db_app
 from cryptoarb.venues.sim.servers import sim_server_app
 
@@ -285,6 +286,8 @@ def _print_toml(data: dict[str, Any], prefix: str = "") -> None:
 
 
 # Commands that live beside the code they drive, listed after the ones defined above.
+app.command("run")(run_command)
+app.command("watch")(watch_command)
 app.add_typer(sim_server_app(), name="sim-server")
 app.command("record")(record_command)
 app.command("replay")(replay_command)

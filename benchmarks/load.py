@@ -220,9 +220,10 @@ def ticker_messages(app: RunApp) -> int:
 async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     settings = Settings(
         data_dir=work / "data", detector={"max_legs": args.max_legs},
-        run=RunSettings(rest_url=url, status_port=0, watchlist_file=work / "data" / "watchlist.json",
-                        scan_interval_s=2.0, watchlist_size=args.watchlist,
-                        scan_mode="process" if variant == "process" else "slices"))
+        run=RunSettings(**{"rest_url": url, "status_port": 0, "watchlist_file": work / "data" / "watchlist.json",
+                           "scan_interval_s": 2.0, "watchlist_size": args.watchlist,
+                           "scan_mode": "process" if variant == "process" else "slices",
+                           **dict(item.split("=", 1) for item in args.set)}))
     sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
     console = Console(file=sink, force_terminal=args.tty_view, width=160)
     factory = (lambda cycles, rs: NaivePandasEvaluator(cycles, top=rs.watchlist_size * 20)) \
@@ -381,7 +382,8 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         cmd = [sys.executable, __file__, "--child", variant, "--sim-url", url, "--sim-pid", str(proc.pid),
                "--duration", str(args.duration), "--warmup", str(args.warmup), "--watchlist", str(args.watchlist),
-               "--max-legs", str(args.max_legs)] + (["--tty-view"] if args.tty_view else [])
+               "--max-legs", str(args.max_legs)] + (["--tty-view"] if args.tty_view else []) \
+            + [a for item in args.set for a in ("--set", item)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + args.warmup + 300)
         if done.returncode != 0 or not done.stdout.strip():
             raise RuntimeError(f"{variant} run failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -435,6 +437,8 @@ def main() -> None:
     parser.add_argument("--tty-view", action="store_true",
                         help="render the live terminal view (rich, every run.view_interval_s) instead of the plain "
                              "status line a non-terminal gets")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a [run] setting of the engine, e.g. --set ws_read_chunk_bytes=8192")
     parser.add_argument("--compare-scan-modes", action="store_true",
                         help="only measure the scan alone, slices against the process pool, 3- and 4-leg cycles")
     parser.add_argument("--scans", type=int, default=20, help="scans per mode with --compare-scan-modes")

@@ -13,7 +13,7 @@ failure, naming the host). Then every long-lived task is started under the :clas
                     orders run in the live executor's own tasks)
 ``storage-writer``  batched writes of every event (SQLite, or PostgreSQL with a DSN)
 ``notifiers``       console, Discord (when its secrets are set)
-``status-view``     the live terminal view (a plain status line when stderr is not a terminal)
+``status-view``     the live terminal view, rendered in a thread (a plain status line without a terminal)
 ``loop-lag``        the event-loop lag monitor
 ``sampler``         message rates for status and metrics
 ``gc``              bounded young-generation collections (see :class:`GcPacer`)
@@ -54,13 +54,13 @@ from cryptoarb.execution.executor import Completion, OnComplete
 from cryptoarb.model import Balance, Cycle, Event, Notice, Opportunity, RejectReason
 from cryptoarb.notify.base import NotifierHub
 from cryptoarb.notify.console import ConsoleNotifier
-from cryptoarb.notify.view import StatusView
 from cryptoarb.run.metrics import STATUS_VERSION, OrderTally, RateMeter, RunLagMonitor, percentiles, process_stats
 from cryptoarb.run.scanner import Evaluator, Scanner, TickerFetcher, make_evaluator
 from cryptoarb.run.status_server import StatusServer
 from cryptoarb.run.supervisor import Supervisor
 from cryptoarb.run.transport import SlicingSession
 from cryptoarb.run.venue import KucoinVenue, describe_failure, host_of
+from cryptoarb.run.view import ThreadedStatusView
 from cryptoarb.run.watchlist import Watchlist, WatchlistError, iso_utc, read_watchlist, remove_stale_temps
 from cryptoarb.status import EngineStatus
 from cryptoarb.venues.kucoin.limits import Backoff
@@ -420,8 +420,8 @@ class RunApp:
         if self.writer is not None:
             sup.spawn("balances", self._balances_loop)
         if self.live_view:
-            self._view = StatusView(self.engine_status, self.console, interval_s=rs.view_interval_s,
-                                    plain_interval_s=settings.notify.status_interval_s)
+            self._view = ThreadedStatusView(self.engine_status, self.console, interval_s=rs.view_interval_s,
+                                            plain_interval_s=settings.notify.status_interval_s)
             sup.spawn("status-view", self._view.run)
         await self.remote.start()
         self.venue_state = "streaming"

@@ -253,3 +253,28 @@ async def test_a_failed_task_is_restarted_and_reported(sim: Any, tmp_path: Path)
         summary = await asyncio.wait_for(task, 60)
         console.file.close()
     assert summary.task_restarts >= 1 and summary.reason == "test"
+
+
+async def test_live_run_passes_the_gate_and_trades_on_the_simulator(sim: Any, tmp_path: Path) -> None:
+    """--live with mode = "live" and the keys in the environment: real orders, through REST, to the simulator
+    (which checks KuCoin's signatures); every order the engine reports is in the database and the server."""
+    config = tmp_path / "cryptoarb.toml"
+    config.write_text(f'mode = "live"\n[run]\nrest_url = "{sim.url}"\nstatus_port = 0\nscan_interval_s = 1.0\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRYPTOARB_")}
+    env |= {"CRYPTOARB_SECRETS__KUCOIN_API_KEY": "sim-key", "CRYPTOARB_SECRETS__KUCOIN_API_SECRET": "sim-secret",
+            "CRYPTOARB_SECRETS__KUCOIN_API_PASSPHRASE": "sim-passphrase"}
+    done = subprocess.run([*command_argv("run"), "--config", str(config), "--live", "--json", "--duration", "12"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["mode"] == "live" and summary["connected"] and summary["unresolved"] == 0
+    assert summary["orders"] > 0, "no opportunity in 12 s on the simulator"
+    with sqlite3.connect(tmp_path / "data" / "cryptoarb.sqlite") as db:
+        rows = db.execute("SELECT client_oid, status FROM orders").fetchall()
+        modes = {m for (m,) in db.execute("SELECT DISTINCT mode FROM executions")}
+    final = [oid for oid, status in rows if status != "new"]
+    assert len(final) == summary["orders"] and modes == {"live"}
+    async with aiohttp.ClientSession() as http, http.get(sim.url + "/_sim/orders") as resp:
+        on_server = {o["clientOid"] for o in (await resp.json())}
+    assert set(final) <= on_server  # every order we booked was really sent

@@ -41,6 +41,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from cryptoarb.core.books import BookStore, Freshness
+from cryptoarb.core.rules import rule_violation
 from cryptoarb.execution.executor import (
     Completion,
     CycleContext,
@@ -50,7 +51,6 @@ from cryptoarb.execution.executor import (
     OnComplete,
     Policy,
     drive_cycle,
-    rule_violation,
 )
 from cryptoarb.execution.preflight import needs, preflight
 from cryptoarb.model import Market, MarketKey, Opportunity, Order, OrderResult, OrderStatus, Side

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+from cryptoarb.core.rules import rule_violation
 from cryptoarb.execution.executor import (
     HEDGE_LEG_BASE,
     UNLIMITED,
@@ -32,7 +33,6 @@ from cryptoarb.execution.executor import (
     floor_to,
     hedge_oid,
     order_size,
-    rule_violation,
     unwind_oid,
 )
 from cryptoarb.model import Market, Opportunity, Order, OrderResult, PlannedLeg, Side

@@ -14,6 +14,7 @@ from decimal import Decimal
 import msgspec
 
 from cryptoarb.config import SimSettings
+from cryptoarb.core.rules import rule_violation
 from cryptoarb.model import Balance, BookUpdate, Fill, Market, Order, OrderResult, OrderStatus, Side, Ticker
 from cryptoarb.venues.base import VenueError
 from cryptoarb.venues.sim.market import SimMarket
@@ -162,22 +163,10 @@ class SimVenue:
 
 
 def _rule_violation(order: Order, m: Market) -> str:
-    """The first exchange rule ``order`` breaks, as ``code: detail``; empty when it breaks none."""
+    """The first rule ``order`` breaks on this venue, which takes limit IOC orders only; empty if none."""
     if order.type != "limit" or order.time_in_force != "IOC":
         return f"unsupported_order: only limit IOC orders, got {order.type} {order.time_in_force}"
-    if not m.enabled:
-        return "market_disabled: trading is disabled"
-    if order.price <= 0 or order.size <= 0:
-        return f"invalid_order: price {order.price} and size {order.size} must be positive"
-    if order.price % m.price_tick != 0:
-        return f"price_off_tick: price {order.price} is not a multiple of {m.price_tick}"
-    if order.size % m.size_increment != 0:
-        return f"size_off_increment: size {order.size} is not a multiple of {m.size_increment}"
-    if order.size < m.min_size:
-        return f"below_min_size: size {order.size} < {m.min_size}"
-    if order.price * order.size < m.min_funds:
-        return f"below_min_funds: funds {order.price * order.size} < {m.min_funds} {m.quote}"
-    return ""
+    return rule_violation(order, m)
 
 
 def _rejected(order: Order, reason: str) -> OrderResult:

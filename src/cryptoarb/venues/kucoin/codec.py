@@ -54,10 +54,11 @@ class CodecError(ValueError):
 
 # -- message payloads (only the fields we read) --------------------------------------------------------
 class _TickerData(msgspec.Struct, gc=False):
-    bestBid: float | None = None
-    bestBidSize: float | None = None
+    # KuCoin's key order: msgspec matches each key against the next declared field first
     bestAsk: float | None = None
     bestAskSize: float | None = None
+    bestBid: float | None = None
+    bestBidSize: float | None = None
     sequence: int = 0
     time: int = 0
 
@@ -77,6 +78,7 @@ class _DepthData(msgspec.Struct, gc=False):
 
 
 class _DepthFrame(msgspec.Struct, gc=False):
+    topic: str
     data: _DepthData
 
 
@@ -122,6 +124,7 @@ def _rows(changes: list[Change]) -> tuple[Level, ...]:
 
 
 _TICKER_ALL_HEAD = b'{"topic":"/market/ticker:all"'
+_DEPTH_HEADS = (b'{"topic":"/spotMarket/level2Depth50:', b'{"topic":"/spotMarket/level2Depth5:')
 _TOPIC_KEY = b'"topic":"'
 
 
@@ -159,6 +162,12 @@ class KucoinCodec:
                 # null or zero: that side is empty
                 return BookUpdate(self.venue, m.subject, ((b, bs),) if b and bs else (),
                                   ((a, az),) if a and az else (), d.sequence, d.time, received_at)
+            if raw.startswith(_DEPTH_HEADS):  # the next hottest: the parsed topic gives the symbol
+                m = self._depth(raw)
+                d = m.data
+                # depth pushes carry no sequence; the timestamp orders them
+                return BookUpdate(self.venue, m.topic.partition(":")[2], d.bids, d.asks, d.timestamp,
+                                  d.timestamp, received_at)
             i = raw.find(_TOPIC_KEY)
             if i < 0:
                 return self._decode_untopical(raw, received_at)

@@ -22,13 +22,15 @@ cache is hot.
 
 ``--sim-server`` measures the same path against ``cryptoarb sim-server`` in its own process, over loopback,
 through the clients a live run uses: the frame comes from the server to the native public websocket
-client (``KucoinMarketData``, ``level2Depth50``), the order goes out through ``KucoinRest`` (ccxt, signed
-with the simulator's fake keys) on its aiohttp connection:
+client (``KucoinMarketData``, ``level2Depth50``), the order goes out through ``KucoinRest`` (its own signed
+request, ``order_wire.py``, with the simulator's fake keys) on ccxt's aiohttp connection; ``--ccxt-orders``
+sends it through ccxt's generic request pipeline instead, for comparison:
 
     .venv/bin/python benchmarks/tick_to_order.py --sim-server [--frames 300] [--speed 1] [--intent] [--uvloop]
+                                                 [--ccxt-orders]
 
 Timed from the moment the websocket client has the frame (``receive()`` returned, before decoding) to the
-moment aiohttp hands the first order's request bytes to the socket's transport. The frames are the
+moment the first order's request bytes are handed to the socket's transport. The frames are the
 server's own ``ETH-BTC`` pushes on its running market. Before each one (untimed, from fresh REST snapshots)
 the engine is given the server's ``BTC-USDT`` book, its ``ETH-USDT`` book moved 70-74 bps down (so that
 USDT > ETH > BTC > USDT pays once the next ``ETH-BTC`` frame arrives) and an ``ETH-BTC`` book that does not
@@ -295,9 +297,12 @@ class FrameProbe:
     while armed, the next frame goes to the engine and its timings to the armed future; otherwise frames
     are dropped, so the engine keeps the books the benchmark gave it."""
 
-    def __init__(self, engine: Engine, venue: str) -> None:
+    def __init__(self, engine: Engine, venue: str, symbol: str, market: Engine | None = None) -> None:
         self.engine = engine
         self.venue = venue
+        self.symbol = symbol
+        self.market = market
+        self.market_updates = 0
         self.frame_ns = 0
         self.armed: asyncio.Future[tuple[int, int, int]] | None = None
         self.seen = 0
@@ -309,6 +314,10 @@ class FrameProbe:
     def on_updates(self, batch: list) -> None:
         if not batch:
             return  # a pong
+        if self.market is not None and batch[0].symbol != self.symbol:
+            self.market.on_batch(batch, time.monotonic(), self.venue)  # ticker:all: the rest of the market
+            self.market_updates += len(batch)
+            return
         self.seen += 1
         armed = self.armed
         if armed is None or armed.done():
@@ -345,16 +354,20 @@ class TimedRest:
         await self.rest.cancel_order(symbol, client_oid)
 
     async def on_chunk_sent(self, _session, _ctx, params) -> None:
-        """aiohttp calls this right before it writes the request's bytes to the transport."""
+        """aiohttp calls this right before it writes the request's bytes to the transport (--ccxt-orders)."""
         if params.method == "POST" and params.url.path.endswith("/orders"):
-            written = self.written
-            if written is not None and not written.done():
-                written.set_result(time.perf_counter_ns())
-            self.bytes_sent += len(params.chunk)
+            self.on_written(len(params.chunk))
+
+    def on_written(self, size: int) -> None:
+        """The order's bytes were handed to the socket (OrderWire calls this right after its write)."""
+        written = self.written
+        if written is not None and not written.done():
+            written.set_result(time.perf_counter_ns())
+        self.bytes_sent += size
 
 
 async def run_sim_server(frames: int, warmup: int, intent: bool, speed: float, pairs: int,
-                         symbol: str) -> dict:
+                         symbol: str, ccxt_orders: bool = False, market_load: bool = False) -> dict:
     import aiohttp
 
     from cryptoarb.venues.kucoin.rest import KucoinRest
@@ -366,12 +379,14 @@ async def run_sim_server(frames: int, warmup: int, intent: bool, speed: float, p
     proc, url = start_sim_server("--speed", repr(speed), "--pairs", str(pairs))
     tmp = tempfile.TemporaryDirectory()
     rest = KucoinRest(api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, api_passphrase=DEFAULT_API_PASSPHRASE,
-                      base_url=url, enable_rate_limit=False)
+                      base_url=url, enable_rate_limit=False, native_orders=not ccxt_orders)
     venue = TimedRest(rest)
     trace = aiohttp.TraceConfig()
     trace.on_request_chunk_sent.append(venue.on_chunk_sent)
     # ccxt opens its own aiohttp session on first use unless one is set: give it one that reports its writes
     rest._ex.session = aiohttp.ClientSession(trace_configs=[trace])
+    if rest._wire is not None:
+        rest._wire.on_written = venue.on_written
     http = aiohttp.ClientSession()
     store = intents = md = md_task = None
     try:
@@ -392,10 +407,21 @@ async def run_sim_server(frames: int, warmup: int, intent: bool, speed: float, p
                             e, clock=time.monotonic, write_intent=intents.write_intent if intents else None))
         engine.ledger.set_balances(held)
         by_symbol = {m.symbol: m for m in markets}
-        probe = FrameProbe(engine, venue.name)
+        market = None
+        if market_load:
+            # The whole market's ticker:all through an engine of its own on the same loop, as `cryptoarb
+            # watch` runs it (detection and sizing, no orders): the measured frames then meet a process
+            # busy with a live feed, as in a real run, not one waking from idle.
+            from cryptoarb.run.runner import WatchExecutor
+
+            market = Engine(Settings(balances=settings.balances), {venue.name: venue}, markets,  # type: ignore[dict-item]
+                            lambda _e: None, executor=WatchExecutor())
+        probe = FrameProbe(engine, venue.name, symbol, market)
         md = KucoinMarketData(http, on_updates=probe.on_updates, rest_url=url, clock=probe.clock,
                               options=WsOptions(depth_mode="level2Depth50"), venue=venue.name)
         md.set_depth_symbols([symbol])
+        if market_load:
+            md.subscribe_all_tickers()
         md_task = asyncio.create_task(md.run())
         await md.wait_live(FRAME_TIMEOUT_S)
         loop = asyncio.get_running_loop()
@@ -463,7 +489,8 @@ async def run_sim_server(frames: int, warmup: int, intent: bool, speed: float, p
         "order_body_bytes": round(venue.bytes_sent / max(1, venue.orders)), "orders": venue.orders,
         "orders_filled": filled, "detected": engine.counters.detected, "server_frames": probe.seen,
         "frames_per_s": round((warmup + frames) / elapsed, 1), "server_speed": speed, "server_pairs": pairs,
-        "symbol": symbol,
+        "symbol": symbol, "order_path": "ccxt" if ccxt_orders else "wire", "market_load": market_load,
+        "market_updates_per_s": round(probe.market_updates / elapsed),
     }
 
 
@@ -484,6 +511,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1250, help="--sim-server: the universe's pairs")
     parser.add_argument("--symbol", default=SYMBOL, help="--sim-server: the X-Y pair of USDT > X > Y > USDT "
                                                          "whose frames are measured")
+    parser.add_argument("--ccxt-orders", action="store_true",
+                        help="--sim-server: send orders through ccxt's request pipeline (privatePostHfOrders) "
+                             "instead of KucoinRest's own signed request (order_wire.py)")
+    parser.add_argument("--market-load", action="store_true",
+                        help="--sim-server: also stream ticker:all for the whole market through a watch-mode "
+                             "engine on the same loop, as a live run is busy with it")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
@@ -492,7 +525,8 @@ def main() -> None:
     if args.sim_server:
         frames = args.frames if args.frames is not None else 300
         warmup = args.warmup if args.warmup is not None else 20
-        result = asyncio.run(run_sim_server(frames, warmup, args.intent, args.speed, args.pairs, args.symbol))
+        result = asyncio.run(run_sim_server(frames, warmup, args.intent, args.speed, args.pairs, args.symbol,
+                                            args.ccxt_orders, args.market_load))
     else:
         frames = args.frames if args.frames is not None else 2000
         warmup = args.warmup if args.warmup is not None else 200
@@ -507,7 +541,7 @@ def main() -> None:
     if args.sim_server:
         print(f"  p50 by stage: decode + engine {result['decode_engine_p50_us']:.1f} us, executor (task, gate, "
               f"preflight, driver{', intent' if args.intent else ''}) {result['executor_p50_us']:.1f} us, "
-              f"KucoinRest + ccxt + aiohttp to the socket {result['rest_client_p50_us']:.1f} us")
+              f"KucoinRest ({result['order_path']}) + aiohttp to the socket {result['rest_client_p50_us']:.1f} us")
     else:
         print(f"  p50 by stage: decode + engine {result['decode_engine_p50_us']:.1f} us, executor (task, gate, "
               f"preflight, driver{', intent' if args.intent else ''}) {result['executor_p50_us']:.1f} us, "

@@ -4,8 +4,9 @@ Nothing here awaits. The asyncio edges (venue streams, storage, notifiers) call 
 and :meth:`Engine.run_due`; every decision reads time from the value passed in, so a simulated or
 replayed venue drives the engine deterministically.
 
-Execution path: an accepted opportunity is published, recorded in the opportunity ledger (plan, book
-fingerprint, measured internal latency) and handed to the executor (:mod:`cryptoarb.execution`):
+Execution path: an accepted opportunity is handed to the executor (:mod:`cryptoarb.execution`), then
+recorded in the opportunity ledger (plan, book fingerprint, measured internal latency) and published;
+executors only schedule in ``submit``, so neither record delays an order nor follows its completion:
 ``PaperExecutor`` by default, or any :class:`~cryptoarb.execution.executor.Executor` given to the
 constructor (``LiveExecutor``). The executor calls back :meth:`Engine._complete` with a ``Completion``:
 paper from :meth:`Engine.run_due` once the simulated latency has passed on the venue's clock, live from
@@ -41,6 +42,7 @@ from cryptoarb.model import (
     Event,
     Execution,
     Leg,
+    Level,
     Market,
     MarketKey,
     Notice,
@@ -186,7 +188,6 @@ class Engine:
             return
         self._last_outcome[cycle.id] = fingerprint
         self.counters.detected += 1
-        self.publish(result)
         self.risk.started(result.id)
         self._busy_cycles.add(cycle.id)
         self._dispatch(result, now, detected_ns)
@@ -225,11 +226,17 @@ class Engine:
             "risk": (decided_ns - detected_ns) / 1e6,
         }
         internal_s = (stages["receive"] + stages["detect"] + stages["risk"]) / 1000.0
-        self.executor.submit(opportunity, now, internal_s)
-        # After the hand-over (it only schedules: nothing has run, the books are as the plan saw them), so
-        # the record costs the order no time.
-        self.opportunity_ledger.detected(opportunity, self._fingerprint(opportunity), self._notionals(opportunity),
-                                         stages, self.executor.mode)
+
+        used = self._books_used(opportunity)
+
+        def record() -> None:
+            self.opportunity_ledger.detected(opportunity, book_fingerprint(used), self._notionals(opportunity, used),
+                                             stages, self.executor.mode)
+            self.publish(opportunity)
+
+        # The executor runs ``record`` once the first order is with the venue (paper: at once), so the
+        # ledger and the notifiers cost the order no time; what they need of the books is copied now.
+        self.executor.submit(opportunity, now, internal_s, record)
 
     def _gate(self, opportunity: Opportunity) -> tuple[RejectReason, str] | None:
         """Asked by the executor right before an opportunity's first order."""
@@ -237,29 +244,35 @@ class Engine:
             return RejectReason.KILL_SWITCH, f"kill switch: {self.risk.killed_reason}"
         return None
 
-    def _fingerprint(self, opportunity: Opportunity) -> str:
-        used = []
+    def _books_used(self, opportunity: Opportunity) -> list[tuple[str, str, int, list[Level]]]:
+        """Per leg: venue, symbol, the book's sequence and a copy of the levels its limit price reaches
+        (what the plan walked), as they are now."""
+        used: list[tuple[str, str, int, list[Level]]] = []
         for leg in opportunity.legs:
             book = self.books.get((leg.venue, leg.symbol))
             if book is None:
-                used.append((leg.venue, leg.symbol, -1, ()))
+                used.append((leg.venue, leg.symbol, -1, []))
                 continue
             buy = leg.side is Side.BUY
             limit = float(leg.limit_price)
             levels = book.asks if buy else book.bids
-            walked = [lv for lv in levels if (lv[0] <= limit if buy else lv[0] >= limit)]
-            used.append((leg.venue, leg.symbol, book.sequence, walked))
-        return book_fingerprint(used)
+            n = 0
+            for price, _ in levels:  # best first: stop at the first level past the limit
+                if (price > limit) if buy else (price < limit):
+                    break
+                n += 1
+            used.append((leg.venue, leg.symbol, book.sequence, list(levels[:n])))
+        return used
 
-    def _notionals(self, opportunity: Opportunity) -> tuple[Decimal, ...]:
+    def _notionals(self, opportunity: Opportunity,
+                   used: list[tuple[str, str, int, list[Level]]]) -> tuple[Decimal, ...]:
         """Each leg's planned cost or proceeds; exact (a BUY whose fee is taken from the base received is
-        walked again on the book the plan was sized on: same book, same moment)."""
+        walked again on the levels the plan was sized on)."""
         out = []
-        for leg in opportunity.legs:
+        for leg, (_, _, _, levels) in zip(opportunity.legs, used, strict=True):
             market = self.markets[(leg.venue, leg.symbol)]
             if leg.side is Side.BUY and market.fee_currency == "received":
-                book = self.books.get(market.key)
-                walked = walk_levels(book.asks, leg.size) if book is not None else None
+                walked = walk_levels(levels, leg.size)
                 if walked is not None:
                     out.append(walked[0])
                     continue

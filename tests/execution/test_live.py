@@ -4,14 +4,16 @@ protocol (limit IOC, idempotent client order ids, account balances), and injecte
 from __future__ import annotations
 
 import dataclasses
+import math
 from decimal import Decimal
 
 import pytest
 from faulty_venue import SIM, FaultyVenue, drive, executions, full_inventory, make_live
 
 from cryptoarb.config import Settings
+from cryptoarb.core.ledger import book_fingerprint
 from cryptoarb.execution.executor import delivered, order_size
-from cryptoarb.model import Notice, OrderStatus, Rejection, RejectReason, Side
+from cryptoarb.model import Execution, Notice, Opportunity, OrderStatus, Rejection, RejectReason, Side
 from cryptoarb.storage.writer import event_rows
 from cryptoarb.venues.sim import SimVenue
 
@@ -176,9 +178,9 @@ async def test_the_kill_switch_stops_new_orders_within_one_market_update():
     original = engine.executor.submit
     submitted = []
 
-    def submit(opportunity, now, internal_s=0.0):
+    def submit(opportunity, now, internal_s=0.0, record=None):
         submitted.append(opportunity)
-        original(opportunity, now, internal_s)
+        original(opportunity, now, internal_s, record)
 
     engine.executor.submit = submit  # type: ignore[method-assign]
     updates = engine.counters.updates
@@ -193,8 +195,8 @@ async def test_kill_engaged_between_detection_and_first_order_refuses_the_opport
     engine, venue, events = setup("sequential")
     original = engine.executor.submit
 
-    def submit_then_kill(opportunity, now, internal_s=0.0):
-        original(opportunity, now, internal_s)
+    def submit_then_kill(opportunity, now, internal_s=0.0, record=None):
+        original(opportunity, now, internal_s, record)
         engine.risk.kill("manual: racing the executor")  # before the task has run
 
     engine.executor.submit = submit_then_kill  # type: ignore[method-assign]
@@ -223,17 +225,52 @@ async def test_a_leg_below_minimum_funds_is_refused_before_any_order_is_sent():
     engine, venue, events = setup("sequential")
     handed = []
     send = engine.executor.submit
-    engine.executor.submit = lambda opportunity, now, internal_s=0.0: handed.append((opportunity, now))
+    engine.executor.submit = lambda opportunity, now, internal_s=0.0, record=None: handed.append(
+        (opportunity, now, record))
     await drive(engine, venue, lambda: bool(handed))
-    opportunity, now = handed[0]
+    opportunity, now, record = handed[0]
     key = (opportunity.legs[1].venue, opportunity.legs[1].symbol)
     leg = opportunity.legs[1]
     # the venue's minimum funds for leg 2 is now above what the plan sends
     engine.markets[key] = dataclasses.replace(engine.markets[key], min_funds=leg.size * leg.limit_price * 2)
-    send(opportunity, now)
+    send(opportunity, now, 0.0, record)
     await engine.executor.drain()
     assert venue.placed == []  # not even leg 1
     (rejection,) = [e for e in events if isinstance(e, Rejection) and e.detail.startswith(opportunity.id)]
     assert rejection.reason is RejectReason.BELOW_MIN_FUNDS and "leg 1" in rejection.detail
     assert engine.opportunity_ledger.get(opportunity.id).status == "refused"
     assert opportunity.id not in engine.risk.in_flight
+
+
+
+async def test_the_opportunity_is_recorded_after_its_first_order_is_sent_on_the_books_it_was_sized_on():
+    """The ledger record and the Opportunity event wait until the first order is with the venue (they cost
+    it no time), still come before the Execution, and fingerprint the books as the plan saw them even when
+    the books move in between."""
+    engine, venue, events = setup("sequential")
+    at_submit: dict[str, str] = {}
+    at_first_order: dict[str, tuple[bool, bool]] = {}
+    submit, place = engine.executor.submit, venue.place_order
+
+    def submit_noting_the_books(opportunity, now, internal_s=0.0, record=None):
+        at_submit[opportunity.id] = book_fingerprint(engine._books_used(opportunity))
+        submit(opportunity, now, internal_s, record)
+
+    async def place_order(order):
+        opp_id = order.opportunity_id
+        if order.leg_index == 0 and opp_id not in at_first_order:
+            at_first_order[opp_id] = (engine.opportunity_ledger.get(opp_id) is not None,
+                                      any(isinstance(e, Opportunity) and e.id == opp_id for e in events))
+            book = engine.books.get((order.venue, order.symbol))
+            book.take(order.side is Side.BUY, math.inf if order.side is Side.BUY else 0.0, math.inf)  # books move
+        return await place(order)
+
+    engine.executor.submit = submit_noting_the_books  # type: ignore[method-assign]
+    venue.place_order = place_order  # type: ignore[method-assign]
+    await drive(engine, venue, lambda: bool(executions(events)))
+    opp = executions(events)[0].opportunity
+    assert at_first_order[opp.id] == (False, False)  # nothing recorded before the first order went out
+    mine = [e for e in events if (isinstance(e, Opportunity) and e.id == opp.id)
+            or (isinstance(e, Execution) and e.opportunity.id == opp.id)]
+    assert [type(e) for e in mine] == [Opportunity, Execution]
+    assert engine.opportunity_ledger.get(opp.id).fingerprint == at_submit[opp.id]

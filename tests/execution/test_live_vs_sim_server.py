@@ -179,9 +179,9 @@ async def test_the_kill_switch_stops_new_orders_within_one_market_update(running
         armed = False
         submit = h.executor.submit
 
-        def submit_then_kill(opportunity, now, internal_s=0.0):
+        def submit_then_kill(opportunity, now, internal_s=0.0, record=None):
             (after if armed else before).append((opportunity, h.updates))
-            submit(opportunity, now, internal_s)
+            submit(opportunity, now, internal_s, record)
             if armed:
                 h.engine.risk.kill("manual: test")
 

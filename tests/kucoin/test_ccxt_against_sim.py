@@ -46,9 +46,9 @@ async def ccxt_client(sim: SimProcess, cls: type[Any] = ccxt_async.kucoin,
 
 
 @asynccontextmanager
-async def rest_client(sim: SimProcess, creds: Credentials = CREDS) -> AsyncIterator[KucoinRest]:
+async def rest_client(sim: SimProcess, creds: Credentials = CREDS, orders: str = "wire") -> AsyncIterator[KucoinRest]:
     rest = KucoinRest(api_key=creds.key, api_secret=creds.secret, api_passphrase=creds.passphrase,
-                      base_url=sim.url, enable_rate_limit=False)
+                      base_url=sim.url, enable_rate_limit=False, native_orders=orders == "wire")
     try:
         yield rest
     finally:
@@ -177,11 +177,17 @@ async def test_kucoin_rest_markets_fees_tickers_book_balances(sim_factory: Calla
         assert balances["USDT"].free == balances["USDT"].total == Decimal(100_000)
 
 
+# "wire": orders through our own signed request (order_wire.py); "ccxt": through ccxt's request pipeline.
+# Both must behave identically.
+ORDER_PATHS = pytest.mark.parametrize("orders", ["wire", "ccxt"])
+
+
+@ORDER_PATHS
 @pytest.mark.parametrize("account", ["--classic", "--hf"])
 async def test_kucoin_rest_ioc_fill_partial_and_cancel(sim_factory: Callable[..., SimProcess],
-                                                       account: str) -> None:
+                                                       account: str, orders: str) -> None:
     sim = sim_factory(*FROZEN, account, "--fee-discount", "0.25", "--balance", "USDT=10000000")
-    async with rest_client(sim) as rest:
+    async with rest_client(sim, orders=orders) as rest:
         await rest.load_markets()
         (p0, s0), (p1, s1) = (await rest.fetch_book("BTC-USDT", 5)).asks[:2]
         filled = await rest.place_order(buy("fill-1", dec(p0), dec(s0)))  # exactly the top level
@@ -222,10 +228,11 @@ async def test_kucoin_rest_client_oid_is_idempotent(sim_factory: Callable[..., S
     assert [o["clientOid"] for o in orders].count("idem-1") == 1
 
 
+@ORDER_PATHS
 async def test_kucoin_rest_429_is_retryable_and_never_doubles_an_order(
-        sim_factory: Callable[..., SimProcess]) -> None:
+        sim_factory: Callable[..., SimProcess], orders: str) -> None:
     sim = sim_factory(*FROZEN)
-    async with rest_client(sim) as rest:
+    async with rest_client(sim, orders=orders) as rest:
         ask = (await rest.fetch_book("BTC-USDT", 5)).asks[0][0]
         await sim.faults(http_429_burst=1)
         with pytest.raises(KucoinRateLimited) as info:
@@ -241,9 +248,10 @@ async def test_kucoin_rest_429_is_retryable_and_never_doubles_an_order(
     assert [o["clientOid"] for o in orders].count("rl-1") == 1
 
 
-async def test_kucoin_rest_rejections_and_safe_errors(sim_factory: Callable[..., SimProcess]) -> None:
+@ORDER_PATHS
+async def test_kucoin_rest_rejections_and_safe_errors(sim_factory: Callable[..., SimProcess], orders: str) -> None:
     sim = sim_factory(*FROZEN)
-    async with rest_client(sim) as rest:
+    async with rest_client(sim, orders=orders) as rest:
         ask = dec((await rest.fetch_book("BTC-USDT", 5)).asks[0][0])
         tiny = await rest.place_order(buy("tiny-1", ask, Decimal("0.000001")))
         assert tiny.status is OrderStatus.REJECTED
@@ -257,8 +265,12 @@ async def test_kucoin_rest_rejections_and_safe_errors(sim_factory: Callable[...,
         assert refused.status is OrderStatus.REJECTED
         assert refused.reason == "400200: Forbidden to place an order"
     bad = Credentials("sim-key", "not-the-secret", "not-the-passphrase")
-    async with rest_client(sim, bad) as rest:
+    async with rest_client(sim, bad, orders=orders) as rest:
         with pytest.raises(KucoinAuthError) as info:
             await rest.load_markets()
         assert not info.value.retryable and info.value.code == "400005"
         assert "not-the-secret" not in str(info.value) and "not-the-passphrase" not in str(info.value)
+        with pytest.raises(KucoinAuthError) as info:  # the order itself is signed and refused the same way
+            await rest.place_order(buy("bad-sig-1", ask, Decimal("0.001")))
+        assert info.value.code == "400005" and "not-the-secret" not in str(info.value)
+    assert "bad-sig-1" not in [o["clientOid"] for o in await sim.admin("GET", "/_sim/orders")]

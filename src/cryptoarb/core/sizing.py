@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, DivisionByZero, Inexact, InvalidOperation, Overflow, localcontext
 from typing import ParamSpec, Protocol, TypeVar
@@ -90,6 +90,33 @@ def to_decimal(x: float | int | Decimal | str) -> Decimal:
 
 def to_levels(levels: Sequence[tuple[float | Decimal, float | Decimal]]) -> tuple[DecLevel, ...]:
     return tuple((to_decimal(p), to_decimal(q)) for p, q in levels if p > 0 and q > 0)
+
+
+class ExactLevels:
+    """A book side as exact ``Decimal`` levels, each converted the first time a walk reaches it.
+
+    A plan walks a few levels of books that hold 50 or more; converting them all up front was most of the
+    cost of sizing a cycle (benchmarks/tick_to_order.py)."""
+
+    __slots__ = ("_done", "_src")
+
+    def __init__(self, levels: Sequence[tuple[float | Decimal, float | Decimal]]) -> None:
+        """``levels``: best first, every price and size positive."""
+        self._src = levels
+        self._done: list[DecLevel] = []
+
+    def __iter__(self) -> Iterator[DecLevel]:
+        done, src = self._done, self._src
+        i = 0
+        while i < len(src):
+            if i == len(done):
+                p, q = src[i]
+                done.append((to_decimal(p), to_decimal(q)))
+            yield done[i]
+            i += 1
+
+    def __len__(self) -> int:
+        return len(self._src)
 
 
 class BookSource(Protocol):
@@ -146,7 +173,7 @@ class Plan:
         return self.legs[0].size
 
 
-def _walk(levels: Sequence[DecLevel], size: Decimal) -> tuple[Decimal, Decimal] | None:
+def _walk(levels: Iterable[DecLevel], size: Decimal) -> tuple[Decimal, Decimal] | None:
     cost = ZERO
     worst = ZERO
     left = size
@@ -181,8 +208,8 @@ def _ceil_div(num: Decimal, den: Decimal) -> int:
     return int(q) + (1 if r else 0)
 
 
-def _min_size_worth(levels: Sequence[DecLevel], target: Decimal, factor: Decimal, inc: Decimal,
-                    depth: Decimal) -> Decimal | None:
+def _min_size_worth(levels: Iterable[DecLevel], target: Decimal, factor: Decimal, inc: Decimal,
+                    book: LegBook) -> Decimal | None:
     """Smallest grid size whose walked value times ``factor`` reaches ``target``; None past the depth."""
     if target <= 0:
         return ZERO
@@ -194,7 +221,7 @@ def _min_size_worth(levels: Sequence[DecLevel], target: Decimal, factor: Decimal
             # inside this level: (value + price * (s - size)) * factor >= target, solved for s exactly
             n = _ceil_div(target - (value - price * size) * factor, price * factor * inc)
             s = n * inc
-            return s if s <= depth else None
+            return s if book.within_depth(s) else None
         value = full
         size += qty
     return None
@@ -208,7 +235,7 @@ class LegBook:
     bounds it one level at a time (:meth:`flat`).
     """
 
-    __slots__ = ("buy", "depth", "f_depth", "f_fee", "f_in", "f_out", "fee", "fee_asset", "flats", "flevels",
+    __slots__ = ("_depth", "buy", "f_depth", "f_fee", "f_in", "f_out", "fee", "fee_asset", "flats", "flevels",
                  "holds", "in_factor", "inc", "index", "leg", "levels", "market", "out_factor", "received")
 
     def __init__(self, leg: Leg, levels: Sequence[tuple[float | Decimal, float | Decimal]],
@@ -219,11 +246,17 @@ class LegBook:
             self.index = index
             self.buy = leg.side is Side.BUY
             self.received = self.buy and self.market.fee_currency == "received"
-            self.levels = to_levels(levels)
-            self.flevels = [(float(p), float(q)) for p, q in self.levels]
+            if levels and levels[0][0].__class__ is float:
+                # the book's own tuples: float(Decimal(repr(x))) == x, so the two views agree
+                self.flevels = [lv for lv in levels if lv[0] > 0 and lv[1] > 0]
+                self.levels = ExactLevels(self.flevels)
+            else:
+                positive = [(p, q) for p, q in levels if p > 0 and q > 0]
+                self.flevels = [(float(p), float(q)) for p, q in positive]
+                self.levels = ExactLevels(positive)
             self.holds = self.buy and index > 0
             self.flats: dict[int, LegBook] = {}
-            self.depth = sum((q for _, q in self.levels), ZERO)
+            self._depth: Decimal | None = None
             self.inc = self.market.size_increment
             self.fee = self.market.taker_fee
             # input per unit of notional (BUY) and output per unit of notional or size
@@ -233,7 +266,23 @@ class LegBook:
             self.f_fee = float(self.fee)
             self.f_in = float(self.in_factor)
             self.f_out = float(self.out_factor)
-            self.f_depth = float(self.depth) * (1 + 1e-12)
+            self.f_depth = math.fsum(q for _, q in self.flevels) * (1 + 1e-12)
+
+    @property
+    def depth(self) -> Decimal:
+        """The side's whole size, exactly (converts every level: kept for failures and the rare close call)."""
+        if self._depth is None:
+            self._depth = sum((q for _, q in self.levels), ZERO)
+        return self._depth
+
+    def within_depth(self, size: Decimal) -> bool:
+        """``size <= depth``, decided on floats unless the two are within float error of each other."""
+        f = float(size)
+        if f < self.f_depth * (1 - 1e-9):
+            return True
+        if f > self.f_depth * (1 + 1e-9):
+            return False
+        return size <= self.depth
 
     # -- forward: what the leg does with an input ------------------------------------------------
     @_exact
@@ -316,25 +365,25 @@ class LegBook:
         """The least input from which this leg (not the first) trades at least ``size``: a BUY's hold;
         None past the depth."""
         if not self.buy:
-            return size if size <= self.depth else None
+            return size if self.within_depth(size) else None
         walked = _walk(self.levels, size)
         return None if walked is None else size * walked[1] * self.in_factor
 
     def _size_for_output(self, amount_out: Decimal) -> Decimal | None:
         """The smallest grid size whose output is at least ``amount_out``; None past the depth."""
         if not self.buy:
-            return _min_size_worth(self.levels, amount_out, self.out_factor, self.inc, self.depth)
+            return _min_size_worth(self.levels, amount_out, self.out_factor, self.inc, self)
         factor = self.out_factor if self.received else Decimal(1)
         s = _ceil_div(amount_out, factor * self.inc) * self.inc
-        return s if s <= self.depth else None
+        return s if self.within_depth(s) else None
 
     def _min_rule_size(self) -> tuple[Decimal, RejectReason] | None:
         """The smallest grid size meeting min size and min funds (and > 0), and the rule that set it;
         None when the book cannot reach it."""
         market = self.market
         by_size = max(_ceil_div(market.min_size, self.inc), 1) * self.inc
-        by_funds = _min_size_worth(self.levels, market.min_funds, Decimal(1), self.inc, self.depth)
-        if by_funds is None or by_size > self.depth:
+        by_funds = _min_size_worth(self.levels, market.min_funds, Decimal(1), self.inc, self)
+        if by_funds is None or not self.within_depth(by_size):
             return None
         if by_funds > by_size:
             return by_funds, RejectReason.BELOW_MIN_FUNDS

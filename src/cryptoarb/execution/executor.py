@@ -92,10 +92,14 @@ class Executor(Protocol):
         """Where completions go, and the last check before an opportunity's first order."""
         ...
 
-    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0) -> None:
+    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0,
+               record: Callable[[], None] | None = None) -> None:
         """Take ``opportunity`` (detected at ``now``); never blocks, never raises for venue trouble.
 
-        ``internal_s`` is the measured internal latency (update received -> this call, wall seconds)."""
+        ``internal_s`` is the measured internal latency (update received -> this call, wall seconds).
+        ``record`` is the engine's bookkeeping of the opportunity (ledger, events): call it once, before
+        the completion, as early as it costs the orders nothing (paper: at once; live: once the first
+        order is with the venue)."""
         ...
 
     def poll(self, now: float) -> None:

@@ -106,7 +106,10 @@ class PaperExecutor:
         self._on_complete = on_complete
         self._gate = gate
 
-    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0) -> None:
+    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0,
+               record: Callable[[], None] | None = None) -> None:
+        if record is not None:
+            record()
         internal = internal_s if self.add_measured_latency else self.internal_latency_s
         self._seq += 1
         heapq.heappush(self._due, (now + internal + self.venue_latency_s, self._seq, opportunity, internal,

@@ -12,6 +12,7 @@ Every REST URL can be pointed elsewhere (``base_url``), e.g. at ``cryptoarb sim-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -26,6 +27,7 @@ from pydantic import SecretStr
 
 from cryptoarb.model import Balance, BookUpdate, Fill, Market, Order, OrderResult, OrderStatus, Side, Ticker
 from cryptoarb.venues.base import VenueError
+from cryptoarb.venues.kucoin.order_wire import OrderWire
 
 URL_KEYS = ("public", "private", "futuresPublic", "futuresPrivate", "uta", "utaV2", "utaPrivate", "earn",
             "broker", "webExchange")
@@ -74,13 +76,14 @@ class KucoinRest:
     """The REST half of a KuCoin ``Venue`` (``stream_books`` lives in ``venues.kucoin.ws``).
 
     Without credentials only public data works (fees then come from allTickers' base rates).
-    ``enable_rate_limit`` keeps ccxt's own request pacing; ``clock`` stamps ``received_at``.
+    ``enable_rate_limit`` keeps ccxt's own request pacing (orders excepted); ``clock`` stamps ``received_at``;
+    ``native_orders=False`` sends orders through ccxt's generic request pipeline instead of :class:`OrderWire`.
     """
 
     def __init__(self, *, api_key: Secret = None, api_secret: Secret = None, api_passphrase: Secret = None,
                  base_url: str | None = None, name: str = "kucoin",
                  clock: Callable[[], float] = time.monotonic, timeout_s: float = 10.0,
-                 enable_rate_limit: bool = True, fee_concurrency: int = 4) -> None:
+                 enable_rate_limit: bool = True, fee_concurrency: int = 4, native_orders: bool = True) -> None:
         self.name = name
         self._clock = clock
         self._fee_concurrency = fee_concurrency
@@ -101,6 +104,8 @@ class KucoinRest:
         self._final: dict[str, OrderResult] = {}
         self._inflight: dict[str, asyncio.Future[OrderResult]] = {}
         self._markets_lock = asyncio.Lock()
+        # orders go out through our own signed request on ccxt's session (see order_wire.py for why)
+        self._wire = OrderWire(self._ex, timeout_s) if native_orders else None
 
     # -- markets and market data ----------------------------------------------------------------------
     async def load_markets(self) -> list[Market]:
@@ -109,6 +114,9 @@ class KucoinRest:
         raw = [m for m in self._ex.markets.values() if m.get("spot")]
         self._by_id = {m["id"]: m["symbol"] for m in raw}
         fees = await self._trade_fees([m["id"] for m in raw]) if self._authenticated else {}
+        if self._authenticated and self._wire is not None:
+            with contextlib.suppress(OSError):  # the first order opens one otherwise
+                await self._wire.warm()
         return [self._market(m, fees.get(m["id"])) for m in raw]
 
     async def fetch_tickers(self) -> list[Ticker]:
@@ -162,18 +170,47 @@ class KucoinRest:
         # a cancelled caller must not abandon a request in flight: its outcome is still recorded
         return await asyncio.shield(task)
 
+    async def acknowledge_order(self, order: Order) -> OrderResult:
+        """Send ``order`` and answer as soon as KuCoin has accepted it (status NEW), without the lookup
+        :meth:`place_order` follows it with: for callers that learn the final state from the private
+        stream (or :meth:`fetch_order`). Refusals, errors and retries are as in :meth:`place_order`: a
+        ``client_oid`` already sent is looked up, never sent twice."""
+        oid = order.client_oid
+        if (done := self._final.get(oid)) is not None:
+            return done
+        await self._symbol(order.symbol)
+        if oid in self._orders and (known := await self._lookup(order.symbol, oid)) is not None:
+            return self._remember(self._result(known, order))
+        refused = await self._submit(order)
+        return OrderResult(order, OrderStatus.NEW) if refused is None else refused
+
     async def _place(self, order: Order) -> OrderResult:
         oid = order.client_oid
         await self._symbol(order.symbol)
         if oid in self._orders and (known := await self._lookup(order.symbol, oid)) is not None:
             return self._remember(self._result(known, order))
+        refused = await self._submit(order)
+        if refused is not None:
+            return refused
+        known = await self._lookup(order.symbol, oid)
+        if known is None:
+            raise KucoinUnavailable(f"kucoin place_order: order {oid} accepted but not found")
+        return self._remember(self._result(known, order))
+
+    async def _submit(self, order: Order) -> OrderResult | None:
+        """POST ``order``: None once KuCoin accepted it; a REJECTED result for a rule or balance refusal
+        (or the order's state, when a request whose fate was lost turns out to have been processed);
+        raises a :class:`KucoinRestError` otherwise (retryable ones when it was not processed)."""
+        oid = order.client_oid
         self._orders[oid] = order
         body = {"clientOid": oid, "side": order.side.value, "symbol": order.symbol, "type": order.type,
                 "size": _s(order.size)}
         if order.type == "limit":
             body |= {"price": _s(order.price), "timeInForce": order.time_in_force}
         try:
-            if self._hf:
+            if self._wire is not None:
+                await self._wire.place(body, hf=self._hf)
+            elif self._hf:
                 await self._ex.privatePostHfOrders(body)
             else:
                 await self._ex.privatePostOrders(body)
@@ -181,7 +218,11 @@ class KucoinRest:
                 ccxt_errors.AuthenticationError) as exc:
             raise self._mapped("place_order", exc) from None  # refused before it was processed
         except ccxt_errors.NetworkError as exc:
-            if (known := await self._lookup(order.symbol, oid)) is not None:
+            try:  # the request may have been processed: KuCoin knows the client order id then
+                known = await self._lookup(order.symbol, oid)
+            except KucoinRestError:
+                known = None  # unreachable too: the original failure is the one to report
+            if known is not None:
                 return self._remember(self._result(known, order))
             raise self._mapped("place_order", exc) from None
         except (ccxt_errors.InvalidOrder, ccxt_errors.InsufficientFunds, ccxt_errors.BadRequest) as exc:
@@ -191,10 +232,7 @@ class KucoinRest:
             return self._remember(rejected)
         except ccxt_errors.BaseError as exc:
             raise self._mapped("place_order", exc) from None
-        known = await self._lookup(order.symbol, oid)
-        if known is None:
-            raise KucoinUnavailable(f"kucoin place_order: order {oid} accepted but not found")
-        return self._remember(self._result(known, order))
+        return None
 
     async def cancel_order(self, symbol: str, client_oid: str) -> None:
         """Cancel by ``client_oid``; an order that is already final has nothing left to cancel."""
@@ -222,6 +260,8 @@ class KucoinRest:
         return self._remember(result) if client_oid in self._orders else result
 
     async def close(self) -> None:
+        if self._wire is not None:
+            await self._wire.close()
         await self._ex.close()
 
     # -- helpers --------------------------------------------------------------------------------------

@@ -1,0 +1,204 @@
+"""The order request itself: signed by us and written on our own keep-alive connection the moment it is built.
+
+ccxt stays the REST client for everything else (markets, fees, books, balances, lookups, cancels). Only
+``POST /api/v1[/hf]/orders`` skips ccxt's generic pipeline and aiohttp's client: between them they
+spent more than the whole engine on the tick-to-order path, and on Python 3.11 aiohttp writes a request
+body from a task of its own, a loop turn later (benchmarks/tick_to_order.py ``--sim-server`` against
+``--ccxt-orders`` prints both). Here the request's bytes go to the socket inside :meth:`OrderWire.place`,
+before its first ``await``. Responses are parsed by h11 (HTTP/1.1, keep-alive, chunked bodies).
+
+Kept from ccxt, so behaviour does not fork: the base URL, the credentials and the error mapping
+(``handle_errors`` and ``handle_http_status_code`` raise the same ccxt exception classes a ccxt call
+would, which :class:`~cryptoarb.venues.kucoin.rest.KucoinRest` already maps; a connection lost before
+an answer is a ccxt ``NetworkError``, after which the order is looked up by client order id). Not kept:
+ccxt's proxy settings and its client-side throttle (a bot must not queue its own orders behind its
+market-data requests; KuCoin's 429000 is retried with the same client order id by the executor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import h11
+import orjson
+import yarl
+from ccxt.base import errors as ccxt_errors
+
+from cryptoarb.venues.kucoin.signing import b64_hmac
+
+HF_ORDERS = "/api/v1/hf/orders"
+ORDERS = "/api/v1/orders"
+USER_AGENT = "cryptoarb"
+
+Answer = tuple[int, str, dict[str, str], bytes]
+"""HTTP status, reason, headers (lower-case names), body."""
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection carrying one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.answer: asyncio.Future[Answer] | None = None
+        self.closed = False
+        self._head: h11.Response | None = None
+        self._body = bytearray()
+
+    @property
+    def idle(self) -> bool:
+        return (not self.closed and self.answer is None and self.transport is not None
+                and self.h11.our_state is h11.IDLE and self.h11.their_state is h11.IDLE)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def send(self, request: h11.Request, body: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        self.answer = loop.create_future()
+        self._head, self._body = None, bytearray()
+        data = self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
+        self.transport.write(data)
+        return self.answer
+
+    def data_received(self, data: bytes) -> None:
+        self.h11.receive_data(data)
+        try:
+            while True:
+                event = self.h11.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED:
+                    return
+                if isinstance(event, h11.Response):
+                    self._head = event
+                elif isinstance(event, h11.Data):
+                    self._body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    self._answered()
+                    return
+                elif isinstance(event, h11.ConnectionClosed):
+                    self._lost(ConnectionError("the server closed the connection"))
+                    return
+        except h11.RemoteProtocolError as exc:
+            self._lost(ConnectionError(f"malformed HTTP answer: {exc}"))
+
+    def _answered(self) -> None:
+        head, answer = self._head, self.answer
+        self.answer = None
+        if answer is not None and head is not None and not answer.done():
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
+            answer.set_result((head.status_code, head.reason.decode("latin-1"), headers, bytes(self._body)))
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            try:
+                self.h11.start_next_cycle()
+            except h11.LocalProtocolError:  # the server asked to close: this connection is done
+                self.close()
+        else:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(ConnectionError(f"connection lost: {exc}" if exc else "connection closed"))
+
+    def _lost(self, exc: Exception) -> None:
+        self.close()
+        answer, self.answer = self.answer, None
+        if answer is not None and not answer.done():
+            answer.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class OrderWire:
+    """Signs and sends ``POST /api/v1[/hf]/orders`` for one ccxt kucoin exchange object, on connections of
+    its own to the exchange's private REST host (opened on first use or by :meth:`warm`, then kept)."""
+
+    def __init__(self, exchange: Any, timeout_s: float) -> None:
+        self._ex = exchange
+        self._timeout_s = timeout_s
+        self._passphrase: str | None = None  # HMAC of the passphrase (key version 2): the same for every request
+        self._connections: list[_Connection] = []
+        self._ssl: ssl.SSLContext | None = None
+        self.on_written: Callable[[int], None] | None = None
+        """Called with the request's size right after its bytes were handed to the socket (benchmarks)."""
+
+    async def warm(self) -> None:
+        """Open a connection now, so the first order does not pay for the handshake."""
+        if not any(c.idle for c in self._connections):
+            self._connections.append(await self._connect())
+
+    async def close(self) -> None:
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+
+    async def place(self, body: dict[str, str], *, hf: bool) -> dict[str, Any]:
+        """Send one order; KuCoin's JSON answer, or the ccxt exception a ccxt call would raise."""
+        ex = self._ex
+        ex.check_required_credentials()
+        url = yarl.URL(ex.urls["api"]["private"])
+        path = HF_ORDERS if hf else ORDERS
+        data = orjson.dumps(body)
+        ts = str(int(time.time() * 1000))
+        if self._passphrase is None:
+            self._passphrase = b64_hmac(ex.secret, ex.password)
+        headers = [
+            ("Host", url.host_port_subcomponent or url.host or ""),
+            ("User-Agent", USER_AGENT),
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(data))),
+            ("KC-API-KEY", ex.apiKey),
+            ("KC-API-TIMESTAMP", ts),
+            ("KC-API-SIGN", b64_hmac(ex.secret, ts + "POST" + path + data.decode())),  # as ccxt: the endpoint
+            ("KC-API-PASSPHRASE", self._passphrase),
+            ("KC-API-KEY-VERSION", "2"),
+        ]
+        target = url.path.rstrip("/") + path
+        where = f"kucoin POST {url.with_path(target)}"
+        loop = asyncio.get_running_loop()
+        conn = next((c for c in self._connections if c.idle), None)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if conn is None:
+                    conn = await self._connect()
+                    self._connections.append(conn)
+                answer = conn.send(h11.Request(method="POST", target=target, headers=headers), data, loop)
+                if self.on_written is not None:
+                    self.on_written(len(data))
+                status, reason, response_headers, raw = await answer
+        except TimeoutError as exc:
+            if conn is not None:
+                conn.close()  # an answer may still come: this connection no longer knows which request it is for
+            raise ccxt_errors.RequestTimeout(where) from exc
+        except OSError as exc:  # ConnectionError included
+            raise ccxt_errors.ExchangeNotAvailable(f"{where}: {exc}") from exc
+        finally:
+            self._connections = [c for c in self._connections if not c.closed]
+        text = raw.decode("utf-8", "replace")
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        ex.handle_errors(status, reason, str(url), "POST", response_headers, text, parsed, None, data.decode())
+        ex.handle_http_status_code(status, reason, str(url), "POST", text)
+        if not isinstance(parsed, dict):
+            raise ccxt_errors.BadResponse(f"{where}: {text[:200]}")
+        return parsed
+
+    async def _connect(self) -> _Connection:
+        url = yarl.URL(self._ex.urls["api"]["private"])
+        tls = url.scheme == "https"
+        if tls and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(_Connection, url.host, url.port,
+                                                   ssl=self._ssl if tls else None)
+        except OSError as exc:
+            raise ConnectionError(f"cannot reach {url.host}:{url.port}: {exc}") from exc
+        return conn  # asyncio sets TCP_NODELAY: an order is one small write, never held back by Nagle

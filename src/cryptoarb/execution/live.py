@@ -36,7 +36,7 @@ import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,7 @@ from cryptoarb.execution.executor import (
     drive_cycle,
 )
 from cryptoarb.execution.preflight import needs, preflight
-from cryptoarb.model import Market, MarketKey, Opportunity, Order, OrderResult, OrderStatus, Side
+from cryptoarb.model import Fill, Market, MarketKey, Opportunity, Order, OrderResult, OrderStatus, Side
 from cryptoarb.venues.base import OrderUpdate, OrderUpdateSource, Venue, is_retryable
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ class _Run:
     first_ack: float | None = None
     ok: int = 0
     failed: int = 0
+    record: Callable[[], None] | None = None
 
     def sent(self) -> None:
         if self.first_send is None:
@@ -86,6 +87,14 @@ class _Run:
     def acked(self) -> None:
         if self.first_ack is None:
             self.first_ack = time.perf_counter()
+        self.recorded()
+
+    def recorded(self) -> None:
+        """The engine's bookkeeping of the opportunity: once the first order is with the venue (it then
+        costs no order any time), or before the completion if none was sent."""
+        record, self.record = self.record, None
+        if record is not None:
+            record()
 
     def latency_ms(self) -> dict[str, float]:
         end = time.perf_counter()
@@ -97,6 +106,13 @@ class _Run:
 class LiveExecutor:
     mode = "live"
     latency_s = 0.0
+    # Where orders the venue answered as still open got their final state: order_state_stats().
+    pushed_resolutions = 0
+    rest_resolutions = 0
+    rest_lookups = 0
+    updates_received = 0
+    updates_ignored = 0
+    interruptions = 0
 
     def __init__(self, venues: Mapping[str, Venue], markets: Mapping[MarketKey, Market], books: BookStore, *,
                  balance: Callable[[str, str], Decimal], clock: Callable[[], float] = time.time,
@@ -146,8 +162,9 @@ class LiveExecutor:
         self._on_complete = on_complete
         self._gate = gate
 
-    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(opportunity, time.perf_counter()),
+    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0,
+               record: Callable[[], None] | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(opportunity, time.perf_counter(), record),
                                                       name=f"execute-{opportunity.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -175,7 +192,9 @@ class LiveExecutor:
         """A pushed update of one of our orders (private websocket). Updates of orders this executor is
         not waiting for are ignored."""
         oid = update.client_oid
+        self.updates_received += 1
         if oid not in self._open:
+            self.updates_ignored += 1
             return
         self._updates.setdefault(oid, []).append(update)
         waiter = self._waiting.get(oid)
@@ -187,9 +206,24 @@ class LiveExecutor:
         async for update in source.order_updates():
             self.on_order_update(update)
 
+    def order_updates_lost(self) -> None:
+        """The update source lost its connection, and the venue does not replay what it pushed meanwhile:
+        every order waiting for a push is looked up over REST now rather than at its next poll."""
+        self.interruptions += 1
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def order_state_stats(self) -> dict[str, int]:
+        """Orders whose final state came pushed or from a REST lookup; lookups made; updates received and
+        ignored (not one of ours in flight); times the update source was lost."""
+        return {"pushed_resolutions": self.pushed_resolutions, "rest_resolutions": self.rest_resolutions,
+                "rest_lookups": self.rest_lookups, "updates_received": self.updates_received,
+                "updates_ignored": self.updates_ignored, "interruptions": self.interruptions}
+
     # -- one opportunity ------------------------------------------------------------------------------
-    async def _run(self, opportunity: Opportunity, started: float) -> None:
-        run = _Run(started)
+    async def _run(self, opportunity: Opportunity, started: float, record: Callable[[], None] | None = None) -> None:
+        run = _Run(started, record=record)
         outcome = CycleOutcome()
         refused = None
         reserved: dict[tuple[str, str], Decimal] = {}
@@ -212,6 +246,7 @@ class LiveExecutor:
                 self.reserved[key] -= amount
                 if self.reserved[key] <= 0:
                     del self.reserved[key]
+        run.recorded()
         completion = Completion(
             opportunity, tuple(outcome.results), self.clock(), self.mode, refused=refused,
             alerts=tuple(outcome.alerts), latency_ms=run.latency_ms(), requests_ok=run.ok,
@@ -241,12 +276,15 @@ class LiveExecutor:
                                                for o in orders)
                         return None
                 first = False
-                answers = await asyncio.gather(*(self._send(order, run) for order in orders))
+                if len(orders) == 1:  # sequential legs: no task per order, one loop turn sooner on the wire
+                    answers = [await self._send(orders[0], run)]
+                else:
+                    answers = list(await asyncio.gather(*(self._send(order, run) for order in orders)))
                 for order, answer in zip(orders, answers, strict=True):
                     if answer.status is OrderStatus.NEW:
                         outcome.alerts.append(f"{opportunity.id}: order {order.client_oid} state unknown "
                                               f"({answer.reason}); check it on {order.venue}")
-                orders = cycle.send(list(answers))
+                orders = cycle.send(answers)
         except StopIteration:
             pass  # ``outcome`` holds every result and alert
         return None
@@ -311,6 +349,7 @@ class LiveExecutor:
 
     async def _lookup(self, venue: Venue, order: Order, run: _Run) -> OrderResult | None:
         """The order as the venue knows it (REST, by client order id); None if unknown or unreachable."""
+        self.rest_lookups += 1
         try:
             async with asyncio.timeout(self.order_timeout_s):
                 found = await venue.fetch_order(order.symbol, order.client_oid)
@@ -321,7 +360,9 @@ class LiveExecutor:
         run.ok += 1
         if found.order.client_oid != order.client_oid:
             return None
-        return OrderResult(order, found.status, found.fills, found.reason)
+        if found.status is not OrderStatus.NEW:
+            self.rest_resolutions += 1
+        return OrderResult(order, found.status, owned_fills(order, found.fills), found.reason)
 
     async def _resolve(self, venue: Venue, order: Order, result: OrderResult, run: _Run) -> OrderResult:
         """An order the venue answered as still open: wait for a pushed final state, looking it up by
@@ -367,7 +408,17 @@ class LiveExecutor:
         final = updates[-1]
         if sum((f.size for f in fills), ZERO) < final.filled_size:
             return None  # a match message was missed: the REST lookup has the whole order
-        return OrderResult(order, final.status, fills, final.reason)
+        self.pushed_resolutions += 1
+        return OrderResult(order, final.status, owned_fills(order, fills), final.reason)
+
+
+def owned_fills(order: Order, fills: tuple[Fill, ...]) -> tuple[Fill, ...]:
+    """``fills`` booked to ``order``'s opportunity and leg. A push, or a REST view of an order the venue
+    adapter did not place itself, knows only the client order id: without this such fills land on leg 0
+    of no opportunity, and the PnL attribution goes wrong."""
+    if all(f.opportunity_id == order.opportunity_id and f.leg_index == order.leg_index for f in fills):
+        return fills
+    return tuple(replace(f, opportunity_id=order.opportunity_id, leg_index=order.leg_index) for f in fills)
 
 
 def settings_kwargs(settings: Settings) -> dict[str, Any]:

@@ -199,6 +199,14 @@ def _print_summary(summary: Any) -> None:
         ("event-loop lag p50 / p99 / max", f"{summary.loop_lag_ms_p50:.2f} / {summary.loop_lag_ms_p99:.2f} / "
                                            f"{summary.loop_lag_ms_max:.1f} ms"),
         ("task restarts", f"{summary.task_restarts}"),
+    ]
+    if summary.mode == "live":
+        rows += [
+            ("order state: pushed / REST lookup", f"{summary.resolved_by_push:,} / {summary.resolved_by_rest:,}"),
+            ("  sent while the private stream was down", f"{summary.placed_rest:,}"),
+            ("private pushes (reconnects)", f"{summary.private_updates:,} ({summary.private_reconnects})"),
+        ]
+    rows += [
         ("in flight at exit", f"{summary.unresolved}"),
         ("database", summary.db_path or "-"),
     ]

@@ -264,6 +264,33 @@ def render_metrics(status: Mapping[str, Any]) -> str:
     out.add("order_rejects_total", "counter", "Orders the venue (or paper rules) rejected.",
             [(v, orders.get("rejects"))])
     out.add("trades_total", "counter", "Fills.", [(v, pnl.get("trades"))])
+    resolution = orders.get("resolution") or {}
+    if resolution:  # live runs
+        out.add("order_placements_total", "counter",
+                "Orders sent: acknowledged only (final state pushed) or with a REST lookup of their state.",
+                [({**v, "via": "ack"}, resolution.get("placed_ack")),
+                 ({**v, "via": "rest"}, resolution.get("placed_rest"))])
+        out.add("order_resolutions_total", "counter",
+                "Orders the venue answered as open, by where their final state came from.",
+                [({**v, "source": "push"}, resolution.get("pushed_resolutions")),
+                 ({**v, "source": "rest"}, resolution.get("rest_resolutions"))])
+        out.add("order_rest_lookups_total", "counter", "REST lookups of orders by client order id.",
+                [(v, resolution.get("rest_lookups"))])
+    private = status.get("venues", {}).get(venue, {}).get("private") or {}
+    if private.get("enabled"):
+        out.add("private_ws_up", "gauge", "1 while the private websocket (our orders and balances) is live.",
+                [(v, 1 if private.get("live") else 0)])
+        out.add("private_updates_total", "counter", "Pushes received over the private websocket, by kind.",
+                [({**v, "kind": "order"}, private.get("order_updates")),
+                 ({**v, "kind": "balance"}, private.get("balance_updates"))])
+        out.add("private_ws_reconnects_total", "counter", "Reconnections of the private websocket.",
+                [(v, private.get("reconnects"))])
+        out.add("private_ws_lost_total", "counter",
+                "Times the private websocket stopped being live (pushes may have been missed).",
+                [(v, private.get("lost"))])
+        out.add("balance_corrections_total", "counter",
+                "Ledger amounts a balance push changed (the booked balance had drifted from the account).",
+                [(v, (private.get("balances") or {}).get("corrections"))])
     out.add("realized_pnl_usd", "gauge", "Realized PnL in USD after fees since start.", pnl.get("realized_usd"))
     # risk
     out.add("kill_switch", "gauge", "1 when the kill switch is engaged.", 1 if risk.get("killed") else 0)

@@ -11,6 +11,8 @@ failure, naming the host). Then every long-lived task is started under the :clas
                     watchlist written atomically and depth re-subscribed when it changed
 ``executor``        ``Engine.run_due`` every 10 ms: paper fills, the stale-data kill switch (live
                     orders run in the live executor's own tasks)
+``private-stream``  live only: KuCoin's private websocket; order pushes resolve the live executor's
+                    orders, balance pushes reconcile the ledger when nothing is in flight (run/private.py)
 ``storage-writer``  batched writes of every event (SQLite, or PostgreSQL with a DSN)
 ``notifiers``       console, Discord (when its secrets are set)
 ``status-view``     the live terminal view, rendered in a thread (a plain status line without a terminal)
@@ -41,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aiohttp
 from rich.console import Console
@@ -55,6 +57,7 @@ from cryptoarb.model import Balance, Cycle, Event, Notice, Opportunity, RejectRe
 from cryptoarb.notify.base import NotifierHub
 from cryptoarb.notify.console import ConsoleNotifier
 from cryptoarb.run.metrics import STATUS_VERSION, OrderTally, RateMeter, RunLagMonitor, percentiles, process_stats
+from cryptoarb.run.private import PrivateFeed, disabled_status
 from cryptoarb.run.scanner import Evaluator, Scanner, TickerFetcher, make_evaluator
 from cryptoarb.run.status_server import StatusServer
 from cryptoarb.run.supervisor import Supervisor
@@ -64,8 +67,13 @@ from cryptoarb.run.view import ThreadedStatusView
 from cryptoarb.run.watchlist import Watchlist, WatchlistError, iso_utc, read_watchlist, remove_stale_temps
 from cryptoarb.status import EngineStatus
 from cryptoarb.venues.kucoin.limits import Backoff
+from cryptoarb.venues.kucoin.private_ws import PrivateWsOptions, fee_rates
 from cryptoarb.venues.kucoin.rest import KucoinAuthError, KucoinRest
+from cryptoarb.venues.kucoin.signing import Credentials
 from cryptoarb.venues.kucoin.ws import KucoinMarketData, WsOptions
+
+if TYPE_CHECKING:
+    from cryptoarb.execution.live import LiveExecutor
 
 log = logging.getLogger("cryptoarb.run")
 
@@ -117,6 +125,15 @@ class RunSummary:
     task_restarts: int
     last_error: str = ""
     status_url: str = ""
+    private_updates: int = 0
+    """Live: order and balance pushes received over the private websocket."""
+    private_reconnects: int = 0
+    resolved_by_push: int = 0
+    """Live: orders the venue acknowledged whose final state then arrived pushed..."""
+    resolved_by_rest: int = 0
+    """... or from a REST lookup (no push in time, or the private stream lost meanwhile)."""
+    placed_rest: int = 0
+    """Live: orders sent while the private stream was down, with a REST lookup of their state."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +154,10 @@ class WatchExecutor:
     def bind(self, on_complete: OnComplete, gate: Any = None) -> None:
         self._on_complete = on_complete
 
-    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0) -> None:
+    def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0,
+               record: Callable[[], None] | None = None) -> None:
+        if record is not None:
+            record()
         self._queue.append(opportunity)
 
     def poll(self, now: float) -> None:
@@ -190,7 +210,7 @@ class RunApp:
     def __init__(self, settings: Settings, *, command: Command = "run", live: bool = False,
                  console: Console | None = None, live_view: bool = True, duration_s: float | None = None,
                  evaluator_factory: EvaluatorFactory | None = None, install_signals: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, private_options: PrivateWsOptions | None = None) -> None:
         if command == "watch" and live:
             raise ValueError("watch never trades")
         if command == "watch":  # nothing is executed, so nothing is ever in flight for long: no cap on it
@@ -206,6 +226,7 @@ class RunApp:
         self.evaluator_factory = evaluator_factory
         self.install_signals = install_signals
         self.clock = clock
+        self.private_options = private_options
         rs = settings.run
         self.rs = rs
         self.venue_name = rs.venue
@@ -230,6 +251,8 @@ class RunApp:
         self.hub: NotifierHub | None = None
         self.remote: Any = None
         self.rest: KucoinRest | None = None
+        self.venue: KucoinVenue | None = None
+        self.private: PrivateFeed | None = None
         self.supervisor: Supervisor | None = None
         self.status_server: StatusServer | None = None
         self.markets_loaded = 0
@@ -363,12 +386,21 @@ class RunApp:
         self.markets_loaded = len(markets)
         return markets
 
+    def _credentials(self) -> Credentials | None:
+        """The API keys of a live run (the live gate passed, so they came from the environment)."""
+        secrets = self.settings.secrets
+        if not self.live:
+            return None
+        values = [s.get_secret_value() if s is not None else "" for s in
+                  (secrets.kucoin_api_key, secrets.kucoin_api_secret, secrets.kucoin_api_passphrase)]
+        return Credentials(*values) if all(values) else None
+
     async def _start(self, markets: list) -> None:
         from cryptoarb.remote import RemoteSession
 
         settings, rs = self.settings, self.rs
         assert self.rest is not None and self.supervisor is not None and self._ws_http and self._http
-        venue = KucoinVenue(self.rest, self.venue_name)
+        self.venue = venue = KucoinVenue(self.rest, self.venue_name)
         if self.command == "run":
             await self._open_storage()
         self.hub = NotifierHub([ConsoleNotifier(self.console)] if settings.notify.console else [])
@@ -382,6 +414,14 @@ class RunApp:
             executor = lambda engine: LiveExecutor.for_engine(  # noqa: E731
                 engine, clock=self.clock, write_intent=writer.write_intent if writer is not None else None)
         self.engine = engine = Engine(settings, {self.venue_name: venue}, markets, self._publish, executor=executor)
+        creds = self._credentials()
+        if creds is not None:
+            # Fees of pushed fills at the rates the engine books with (detector.fee_discount included).
+            self.private = PrivateFeed(
+                self._http, creds, rs.rest_url, venue=self.venue_name, engine=engine,
+                executor=cast("LiveExecutor", engine.executor), fee_rate=fee_rates(engine.markets.values()),
+                clock=self.clock, on_notice=self._on_notice, options=self.private_options)
+            venue.pushes_live = self.private.live
         self.remote = RemoteSession(settings, engine, self.hub, self.history, self.engine_status, self.clock)
         self.remote.adapter.watchlist_fn = lambda: self.watchlist.symbols if self.watchlist else ()
         self._ws_session = SlicingSession(self._ws_http, rs.ws_read_chunk_bytes)
@@ -415,6 +455,8 @@ class RunApp:
         sup.spawn("market-data", md.run)
         sup.spawn("scanner", self.scanner.run)
         sup.spawn("executor", self._executor_tick)
+        if self.private is not None:
+            sup.spawn("private-stream", self.private.run)
         sup.spawn("sampler", self._sample)
         sup.spawn("gc", self.gc.run)
         if self.writer is not None:
@@ -497,8 +539,11 @@ class RunApp:
     async def _executor_tick(self) -> None:
         engine = self.engine
         assert engine is not None
+        private = self.private
         while True:
             engine.run_due(self.clock())
+            if private is not None:
+                private.reconcile()
             await asyncio.sleep(EXECUTOR_TICK_S)
 
     async def _sample(self) -> None:
@@ -550,7 +595,7 @@ class RunApp:
                 log.error("%d opportunities still in flight after %.0f s: see the orders table",
                           self.unresolved, self.rs.shutdown_timeout_s)
         if sup is not None:
-            await sup.stop("executor", "market-data", "status-view")
+            await sup.stop("executor", "market-data", "status-view", "private-stream")
         if self.market_data is not None:
             await self.market_data.close()
         self._snapshot_balances(force=True)
@@ -661,6 +706,7 @@ class RunApp:
                 "websocket": {"connections": conns, "totals": totals, "states": states,
                               "client_message_headroom": headroom,
                               "reads": self._ws_session.stats() if self._ws_session is not None else {}},
+                "private": self.private.status() if self.private is not None else disabled_status(),
             }},
             "books": books,
             "market_data": {"messages": self.messages, "messages_per_s": round(self.message_rate.rate(), 1),
@@ -676,7 +722,7 @@ class RunApp:
                 "best": [{"path": list(b.path), "net_return_bps": round(b.net_return_bps, 3),
                           "profit_usd": b.profit_usd} for b in engine.best(now)] if engine is not None else []},
             "orders": {"total": self.orders.total, "by_status": dict(self.orders.by_status),
-                       "rejects": self.orders.rejects},
+                       "rejects": self.orders.rejects, "resolution": self._resolution()},
             "pnl": {"realized_usd": round(ledger.realized_pnl_usd, 6) if ledger else 0.0,
                     "trades": ledger.trades if ledger else 0,
                     "fees_usd": round(getattr(ledger, "fees_usd", 0.0), 6) if ledger else 0.0},
@@ -702,12 +748,23 @@ class RunApp:
             "last_error": self.last_error,
         }
 
+    def _resolution(self) -> dict[str, Any]:
+        """Live: how orders were sent (acknowledged only, or with a REST lookup of their state) and where
+        the final state of those the venue answered as open came from (pushed, or a REST lookup)."""
+        stats = getattr(self.engine.executor, "order_state_stats", None) if self.engine is not None else None
+        if stats is None:
+            return {}
+        placements = self.venue.placements if self.venue is not None else {}
+        return {**stats(), "placed_ack": placements.get("ack", 0), "placed_rest": placements.get("rest", 0)}
+
     def summary(self) -> RunSummary:
         engine = self.engine
         counters = engine.counters if engine is not None else None
         totals = self.market_data.stats()["totals"] if self.market_data is not None else {}
         scanner = self.scanner
         wall = max(time.monotonic() - self.started_wall, 1e-9)
+        private = self.private.status() if self.private is not None else None
+        resolution = self._resolution()
         return RunSummary(
             command=self.command, mode=self.mode, venue=self.venue_name, reason=self.stop_reason or "signal",
             connected=engine is not None, uptime_s=round(wall, 3), messages=self.messages,
@@ -729,7 +786,11 @@ class RunApp:
             db_path=self._db_path, unresolved=self.unresolved,
             task_restarts=self.supervisor.restarts if self.supervisor is not None else 0,
             last_error=self.last_error or self.venue_error,
-            status_url=self.status_server.url if self.status_server is not None else "")
+            status_url=self.status_server.url if self.status_server is not None else "",
+            private_updates=private["order_updates"] + private["balance_updates"] if private else 0,
+            private_reconnects=private["reconnects"] if private else 0,
+            resolved_by_push=resolution.get("pushed_resolutions", 0),
+            resolved_by_rest=resolution.get("rest_resolutions", 0), placed_rest=resolution.get("placed_rest", 0))
 
 
 def run_app(app: RunApp) -> RunSummary:

@@ -1,5 +1,6 @@
 """The KuCoin venue of ``cryptoarb run``: REST through :class:`KucoinRest`, market data through the native
-websocket client, and network failures worded as one line that names the host.
+websocket client, orders only acknowledged while the private stream pushes their state, and network
+failures worded as one line that names the host.
 """
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from collections.abc import AsyncIterator, Collection
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -21,11 +23,20 @@ _URL = re.compile(r"(?:https?|wss?)://[^\s'\"]+")
 class KucoinVenue:
     """The ``Venue`` protocol over :class:`KucoinRest`. Book streams are not pulled through
     :meth:`stream_books`: the runner drives :class:`~cryptoarb.venues.kucoin.ws.KucoinMarketData`, which
-    pushes into the engine's hot path."""
+    pushes into the engine's hot path.
 
-    def __init__(self, rest: KucoinRest, name: str = "kucoin") -> None:
+    With ``pushes_live``, an order sent while the private stream is live is only acknowledged
+    (:meth:`KucoinRest.acknowledge_order`: no REST lookup after the POST); its final state arrives pushed.
+    While the stream is down, orders go through :meth:`KucoinRest.place_order`, whose answer holds the
+    final state (learnt over REST). ``placements`` counts both ways (``ack``, ``rest``).
+    """
+
+    def __init__(self, rest: KucoinRest, name: str = "kucoin", *,
+                 pushes_live: Callable[[], bool] | None = None) -> None:
         self.rest = rest
         self.name = name
+        self.pushes_live = pushes_live
+        self.placements: Counter[str] = Counter()
 
     async def load_markets(self) -> list[Market]:
         return await self.rest.load_markets()
@@ -43,6 +54,10 @@ class KucoinVenue:
         return await self.rest.fetch_balances()
 
     async def place_order(self, order: Order) -> OrderResult:
+        if self.pushes_live is not None and self.pushes_live():
+            self.placements["ack"] += 1
+            return await self.rest.acknowledge_order(order)
+        self.placements["rest"] += 1
         return await self.rest.place_order(order)
 
     async def cancel_order(self, symbol: str, client_oid: str) -> None:

@@ -226,9 +226,10 @@ class KucoinPrivateStream:
 
     ``clock`` stamps updates (the engine's clock, seconds); ``time_ms`` is the wall clock the signature's
     timestamp is taken from. ``on_balance`` receives every :class:`BalanceUpdate` synchronously;
-    ``on_notice`` gets connection trouble and error frames worth showing a person. ``fee_rate`` and
-    ``order_lookup`` complete the fills of ``match`` pushes (fee; opportunity and leg), see
-    :func:`order_update`.
+    ``on_notice`` gets connection trouble and error frames worth showing a person; ``on_live(live)`` is
+    called whenever the stream goes live (both topics subscribed) or stops being live, the moment from
+    which pushes may be missed. ``fee_rate`` and ``order_lookup`` complete the fills of ``match`` pushes
+    (fee; opportunity and leg), see :func:`order_update`.
 
     :meth:`order_updates` (or :meth:`start`) starts the connection if :meth:`run` is not driving it already;
     :meth:`close` stops it and ends every iterator.
@@ -240,7 +241,8 @@ class KucoinPrivateStream:
                  on_notice: Callable[[Notice], None] | None = None, fee_rate: FeeRate | None = None,
                  order_lookup: OrderLookup | None = None, options: PrivateWsOptions | None = None,
                  time_ms: Callable[[], int] | None = None,
-                 backoff_factory: Callable[[], Backoff] | None = None) -> None:
+                 backoff_factory: Callable[[], Backoff] | None = None,
+                 on_live: Callable[[bool], None] | None = None) -> None:
         self.options = opts = options or PrivateWsOptions()
         self.venue = venue
         self._http = session
@@ -250,6 +252,7 @@ class KucoinPrivateStream:
         self._time_ms = time_ms or (lambda: time.time_ns() // 1_000_000)
         self._on_balance = on_balance
         self._on_notice = on_notice
+        self._on_live = on_live
         self._fee_rate = fee_rate
         self._order_lookup = order_lookup
         self._backoff_factory = backoff_factory or (
@@ -328,10 +331,24 @@ class KucoinPrivateStream:
     def live(self) -> bool:
         return self._live
 
+    @property
+    def state(self) -> str:
+        """idle (not started), connecting, live, reconnecting, failed (refused credentials), closed."""
+        if self._failure is not None:
+            return "failed"
+        if self._closed or (self._task is not None and self._task.done()):
+            return "closed"
+        if self._task is None:
+            return "idle"
+        if self._live:
+            return "live"
+        return "reconnecting" if self.connects else "connecting"
+
     def stats(self) -> dict[str, Any]:
         last = self.last_received_at
-        return {"live": self._live, "connects": self.connects, "reconnects": max(0, self.connects - 1),
-                "messages": self.messages, "order_updates": self.order_update_count,
+        return {"state": self.state, "live": self._live, "connects": self.connects,
+                "reconnects": max(0, self.connects - 1), "messages": self.messages,
+                "order_updates": self.order_update_count,
                 "balance_updates": self.balance_update_count, "decode_errors": self.decode_errors,
                 "errors": self.errors, "last_reason": self.last_reason,
                 "last_message_age_s": None if last is None else round(self._clock() - last, 3)}
@@ -560,6 +577,11 @@ class KucoinPrivateStream:
         if self._live != live:
             self._live = live
             self._state.set()
+            if self._on_live is not None:
+                try:
+                    self._on_live(live)
+                except Exception:
+                    log.exception("kucoin private ws: on_live failed")
 
     def _undecodable(self, exc: Exception, data: Any) -> None:
         self.decode_errors += 1

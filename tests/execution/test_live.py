@@ -191,15 +191,18 @@ async def test_the_kill_switch_stops_new_orders_within_one_market_update():
     assert any(isinstance(e, Rejection) and e.reason is RejectReason.KILL_SWITCH for e in events)
 
 
-async def test_kill_engaged_between_detection_and_first_order_refuses_the_opportunity():
+async def test_an_opportunity_handed_over_after_the_kill_sends_nothing():
+    """The executor's own gate: whatever reaches it once the switch is engaged is refused before any order
+    (the engine refuses at detection too; this holds should anything be handed over late)."""
     engine, venue, events = setup("sequential")
     original = engine.executor.submit
 
-    def submit_then_kill(opportunity, now, internal_s=0.0, record=None):
+    def kill_then_submit(opportunity, now, internal_s=0.0, record=None):
+        engine.risk.kill("manual: racing the executor")
         original(opportunity, now, internal_s, record)
-        engine.risk.kill("manual: racing the executor")  # before the task has run
 
-    engine.executor.submit = submit_then_kill  # type: ignore[method-assign]
+    engine.executor.submit = kill_then_submit  # type: ignore[method-assign]
+
     def refused():
         return [e for e in events if isinstance(e, Rejection) and e.reason is RejectReason.KILL_SWITCH
                 and e.detail.startswith("op")]

@@ -98,14 +98,14 @@ async def test_orders_are_signed_as_kucoin_checks_and_reuse_one_connection() -> 
     async with http_server(handler) as (url, connections), wire_to(url) as wire:
         await wire.warm()
         written: list[int] = []
-        wire.on_written = written.append
+        wire.on_write = written.append
         first = await wire.place(BODY, hf=True)
         second = await wire.place({**BODY, "clientOid": "op1-L1"}, hf=False)
     assert first["data"]["orderId"] == "x1" and second["code"] == "200000"
     assert [t for t, _ in seen] == [HF_ORDERS, "/api/v1/orders"]
     assert seen[0][1] == BODY  # the exact strings: nothing re-rounded
     assert connections == [1, 1]  # the warmed connection carried both
-    assert len(written) == 2
+    assert len(written) == 2 and all(n > 400 for n in written)  # each whole request, once
 
 
 async def test_a_wrong_secret_is_refused_with_kucoins_signature_error() -> None:

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptoarb.core.books import BookStore, Freshness
 from cryptoarb.core.rules import rule_violation
+from cryptoarb.eager import eager_task
 from cryptoarb.execution.executor import (
     Completion,
     CycleContext,
@@ -164,8 +165,9 @@ class LiveExecutor:
 
     def submit(self, opportunity: Opportunity, now: float, internal_s: float = 0.0,
                record: Callable[[], None] | None = None) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(opportunity, time.perf_counter(), record),
-                                                      name=f"execute-{opportunity.id}")
+        # Eager: the gate, preflight and the first order run now, up to the order's bytes on the socket,
+        # instead of a loop turn later behind whatever else is ready (market data, mostly).
+        task = eager_task(self._run(opportunity, time.perf_counter(), record), name=f"execute-{opportunity.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

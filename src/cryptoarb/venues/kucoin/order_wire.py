@@ -57,11 +57,14 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, request: h11.Request, body: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Answer]:
+    def send(self, request: h11.Request, body: bytes, loop: asyncio.AbstractEventLoop,
+             on_write: Callable[[int], None] | None = None) -> asyncio.Future[Answer]:
         assert self.transport is not None
         self.answer = loop.create_future()
         self._head, self._body = None, bytearray()
         data = self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
+        if on_write is not None:
+            on_write(len(data))
         self.transport.write(data)
         return self.answer
 
@@ -124,8 +127,8 @@ class OrderWire:
         self._passphrase: str | None = None  # HMAC of the passphrase (key version 2): the same for every request
         self._connections: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = None
-        self.on_written: Callable[[int], None] | None = None
-        """Called with the request's size right after its bytes were handed to the socket (benchmarks)."""
+        self.on_write: Callable[[int], None] | None = None
+        """Called with the request's size right before its bytes are handed to the socket (benchmarks)."""
 
     async def warm(self) -> None:
         """Open a connection now, so the first order does not pay for the handshake."""
@@ -167,9 +170,8 @@ class OrderWire:
                 if conn is None:
                     conn = await self._connect()
                     self._connections.append(conn)
-                answer = conn.send(h11.Request(method="POST", target=target, headers=headers), data, loop)
-                if self.on_written is not None:
-                    self.on_written(len(data))
+                answer = conn.send(h11.Request(method="POST", target=target, headers=headers), data, loop,
+                                   self.on_write)
                 status, reason, response_headers, raw = await answer
         except TimeoutError as exc:
             if conn is not None:

@@ -25,6 +25,7 @@ import ccxt.async_support as ccxt_async
 from ccxt.base import errors as ccxt_errors
 from pydantic import SecretStr
 
+from cryptoarb.eager import eager_task
 from cryptoarb.model import Balance, BookUpdate, Fill, Market, Order, OrderResult, OrderStatus, Side, Ticker
 from cryptoarb.venues.base import VenueError
 from cryptoarb.venues.kucoin.order_wire import OrderWire
@@ -164,7 +165,7 @@ class KucoinRest:
             return done
         task = self._inflight.get(oid)
         if task is None:  # concurrent calls for one client_oid share one placement
-            task = asyncio.ensure_future(self._place(order))
+            task = eager_task(self._place(order), name=f"place-{oid}")  # on the wire before this returns
             self._inflight[oid] = task
             task.add_done_callback(lambda _: self._inflight.pop(oid, None))
         # a cancelled caller must not abandon a request in flight: its outcome is still recorded

@@ -567,7 +567,7 @@ def main() -> None:
     if args.sim_server:
         print(f"  p50 by stage: decode + engine {result['decode_engine_p50_us']:.1f} us, executor (gate, "
               f"preflight, driver{', intent' if args.intent else ''}) {result['executor_p50_us']:.1f} us, "
-              f"KucoinRest ({result['order_path']}) + aiohttp to the socket {result['rest_client_p50_us']:.1f} us")
+              f"KucoinRest ({result['order_path']}) to the socket {result['rest_client_p50_us']:.1f} us")
     else:
         print(f"  p50 by stage: decode + engine {result['decode_engine_p50_us']:.1f} us, executor (gate, "
               f"preflight, driver{', intent' if args.intent else ''}) {result['executor_p50_us']:.1f} us, "

@@ -3,9 +3,9 @@
 In-process, on one event loop, through the code a live run uses:
 
     raw websocket frame (bytes) -> KucoinCodec.decode -> Engine.on_batch (books, incremental detection,
-    depth sizing, risk) -> LiveExecutor task (kill-switch gate, preflight of every leg, reservation,
-    cycle driver[, durable intent write]) -> Venue.place_order -> KuCoin REST request (JSON body, HMAC
-    signed headers, HTTP/1.1) written to a TCP connection on 127.0.0.1
+    depth sizing, risk) -> LiveExecutor, started eagerly inside the hand-over (kill-switch gate, preflight
+    of every leg, reservation, cycle driver[, durable intent write]) -> Venue.place_order -> KuCoin REST
+    request (JSON body, HMAC signed headers, HTTP/1.1) written to a TCP connection on 127.0.0.1
 
 The market is the simulator's KuCoin-like universe (1,250 pairs, every book loaded, every cycle of up to
 three legs indexed), so detection does the work it does live. Each measured frame is a
@@ -23,14 +23,16 @@ cache is hot.
 ``--sim-server`` measures the same path against ``cryptoarb sim-server`` in its own process, over loopback,
 through the clients a live run uses: the frame comes from the server to the native public websocket
 client (``KucoinMarketData``, ``level2Depth50``), the order goes out through ``KucoinRest`` (its own signed
-request, ``order_wire.py``, with the simulator's fake keys) on ccxt's aiohttp connection; ``--ccxt-orders``
-sends it through ccxt's generic request pipeline instead, for comparison:
+request, ``order_wire.py``, with the simulator's fake keys, on its own keep-alive connection);
+``--ccxt-orders`` sends it through ccxt's generic request pipeline on aiohttp instead, for comparison;
+``--market-load`` has the server push the whole market on ticker:all (12,500 messages/s) into a watch-mode
+engine on the same loop, so the measured frames meet a process busy with a live feed:
 
     .venv/bin/python benchmarks/tick_to_order.py --sim-server [--frames 300] [--speed 1] [--intent] [--uvloop]
-                                                 [--ccxt-orders]
+                                                 [--ccxt-orders] [--market-load]
 
 Timed from the moment the websocket client has the frame (``receive()`` returned, before decoding) to the
-moment the first order's request bytes are handed to the socket's transport. The frames are the
+moment the first order's request bytes are handed to the socket's transport (right before the write). The frames are the
 server's own ``ETH-BTC`` pushes on its running market. Before each one (untimed, from fresh REST snapshots)
 the engine is given the server's ``BTC-USDT`` book, its ``ETH-USDT`` book moved 70-74 bps down (so that
 USDT > ETH > BTC > USDT pays once the next ``ETH-BTC`` frame arrives) and an ``ETH-BTC`` book that does not

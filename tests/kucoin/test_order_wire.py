@@ -26,8 +26,9 @@ Handler = Callable[[dict[str, str], bytes, asyncio.StreamWriter], Awaitable[bool
 
 
 @asynccontextmanager
-async def http_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
-    """A minimal HTTP/1.1 server; yields its base URL and, per request, the number of its connection."""
+async def http_server(handler: Handler, idle_close_s: float | None = None) -> AsyncIterator[tuple[str, list[int]]]:
+    """A minimal HTTP/1.1 server; yields its base URL and, per request, the number of its connection. With
+    ``idle_close_s`` it closes a connection that carried no request for that long, as exchanges do."""
     connections: list[int] = []
     count = 0
 
@@ -37,7 +38,10 @@ async def http_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
         mine = count
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), idle_close_s)
+                except TimeoutError:
+                    break
                 lines = head.decode().split("\r\n")
                 headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
                 headers[":target"] = lines[0].split(" ")[1]
@@ -186,3 +190,23 @@ async def test_an_unreachable_host_is_a_network_error_naming_it() -> None:
         with pytest.raises(ccxt_errors.ExchangeNotAvailable) as info:
             await wire.place(BODY, hf=True)
     assert f"127.0.0.1:{port}" in str(info.value)
+
+
+async def test_keep_alive_keeps_the_connection_an_exchange_would_close_when_idle() -> None:
+    async def handler(headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        respond(writer, b'{"code":"200000","data":1700000000000}' if headers[":target"].endswith("/timestamp")
+                else OK)
+        return True
+
+    async with http_server(handler, idle_close_s=0.3) as (url, connections), wire_to(url) as wire:
+        await wire.warm()
+        keeper = asyncio.create_task(wire.keep_alive(0.05))
+        try:
+            async with asyncio.timeout(30):
+                while wire.pings < 10:  # well past the server's idle timeout
+                    await asyncio.sleep(0.01)
+            await wire.place(BODY, hf=True)
+        finally:
+            keeper.cancel()
+    assert set(connections) == {1}  # pings and the order, all on the first connection: no new handshake
+    assert len(connections) >= 11

@@ -13,6 +13,7 @@ failure, naming the host). Then every long-lived task is started under the :clas
                     orders run in the live executor's own tasks)
 ``private-stream``  live only: KuCoin's private websocket; order pushes resolve the live executor's
                     orders, balance pushes reconcile the ledger when nothing is in flight (run/private.py)
+``order-keepalive`` live only: the order connections kept open and warm (``OrderWire.keep_alive``)
 ``storage-writer``  batched writes of every event (SQLite, or PostgreSQL with a DSN)
 ``notifiers``       console, Discord (when its secrets are set)
 ``status-view``     the live terminal view, rendered in a thread (a plain status line without a terminal)
@@ -457,6 +458,8 @@ class RunApp:
         sup.spawn("executor", self._executor_tick)
         if self.private is not None:
             sup.spawn("private-stream", self.private.run)
+        if self.live:
+            sup.spawn("order-keepalive", self.rest.keep_order_connections_alive)
         sup.spawn("sampler", self._sample)
         sup.spawn("gc", self.gc.run)
         if self.writer is not None:

@@ -18,6 +18,7 @@ market-data requests; KuCoin's 429000 is retried with the same client order id b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from cryptoarb.venues.kucoin.signing import b64_hmac
 
 HF_ORDERS = "/api/v1/hf/orders"
 ORDERS = "/api/v1/orders"
+TIMESTAMP = "/api/v1/timestamp"
 USER_AGENT = "cryptoarb"
 
 Answer = tuple[int, str, dict[str, str], bytes]
@@ -127,6 +129,8 @@ class OrderWire:
         self._passphrase: str | None = None  # HMAC of the passphrase (key version 2): the same for every request
         self._connections: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = None
+        self.pings = 0
+        """Keep-alive rounds done (:meth:`keep_alive`)."""
         self.on_write: Callable[[int], None] | None = None
         """Called with the request's size right before its bytes are handed to the socket (benchmarks)."""
 
@@ -134,6 +138,33 @@ class OrderWire:
         """Open a connection now, so the first order does not pay for the handshake."""
         if not any(c.idle for c in self._connections):
             self._connections.append(await self._connect())
+
+    async def keep_alive(self, interval_s: float = 20.0) -> None:
+        """Run as a task: every ``interval_s``, a cheap ``GET /api/v1/timestamp`` on each idle connection (or
+        a new connection when none is open), so an exchange that closes idle keep-alive connections never
+        leaves the next order to pay for a TCP and TLS handshake."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval_s)
+            idle = [c for c in self._connections if c.idle]
+            if not idle:
+                with contextlib.suppress(OSError):
+                    await self.warm()
+                continue
+            url = yarl.URL(self._ex.urls["api"]["private"])
+            ping = h11.Request(method="GET", target=url.path.rstrip("/") + TIMESTAMP,
+                               headers=[("Host", url.host_port_subcomponent or url.host or ""),
+                                        ("User-Agent", USER_AGENT), ("Content-Length", "0")])
+            for conn in idle:
+                if not conn.idle:
+                    continue  # an order took it meanwhile
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        await conn.send(ping, b"", loop)
+                except (OSError, TimeoutError):
+                    conn.close()
+            self._connections = [c for c in self._connections if not c.closed]
+            self.pings += 1
 
     async def close(self) -> None:
         for conn in self._connections:

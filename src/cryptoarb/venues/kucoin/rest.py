@@ -260,6 +260,12 @@ class KucoinRest:
         result = self._result(info, self._orders.get(client_oid))
         return self._remember(result) if client_oid in self._orders else result
 
+    async def keep_order_connections_alive(self, interval_s: float = 20.0) -> None:
+        """Run as a task in live trading: keeps the order connections open and warm (:meth:`OrderWire.keep_alive`);
+        returns at once when orders go through ccxt."""
+        if self._wire is not None:
+            await self._wire.keep_alive(interval_s)
+
     async def close(self) -> None:
         if self._wire is not None:
             await self._wire.close()

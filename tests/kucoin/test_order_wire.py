@@ -210,3 +210,15 @@ async def test_keep_alive_keeps_the_connection_an_exchange_would_close_when_idle
             keeper.cancel()
     assert set(connections) == {1}  # pings and the order, all on the first connection: no new handshake
     assert len(connections) >= 11
+
+
+async def test_a_key_an_http_header_cannot_carry_is_refused_before_anything_is_sent() -> None:
+    async def handler(headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        respond(writer, OK)
+        return True
+
+    async with http_server(handler) as (url, connections), wire_to(url) as wire:
+        wire._ex.apiKey = "key\r\nX-Injected: 1"
+        with pytest.raises(ccxt_errors.AuthenticationError) as info:
+            await wire.place(BODY, hf=True)
+    assert connections == [] and "Injected" not in str(info.value)

@@ -39,6 +39,9 @@ USER_AGENT = "cryptoarb"
 Answer = tuple[int, str, dict[str, str], bytes]
 """HTTP status, reason, headers (lower-case names), body."""
 
+_POST = h11.Request(method="POST", target="/", headers=[("Host", "order"), ("Content-Length", "0")])
+"""What h11 is told went out when an order's request is serialised by hand (see ``_Connection.send_raw``)."""
+
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection carrying one request at a time."""
@@ -59,12 +62,21 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def send(self, request: h11.Request, body: bytes, loop: asyncio.AbstractEventLoop,
-             on_write: Callable[[int], None] | None = None) -> asyncio.Future[Answer]:
+    def send(self, request: h11.Request, body: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Answer]:
+        """A request built and checked by h11 (the keep-alive ping)."""
+        data = self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
+        return self.send_raw(data, loop)
+
+    def send_raw(self, data: bytes, loop: asyncio.AbstractEventLoop, on_write: Callable[[int], None] | None = None,
+                 *, as_post: bool = False) -> asyncio.Future[Answer]:
+        """``data``: a whole request serialised by the caller; with ``as_post``, h11 is told a body-less POST
+        went out, which is all it needs to read the answer (method, HTTP/1.1, keep-alive)."""
         assert self.transport is not None
+        if as_post:
+            self.h11.send(_POST)
+            self.h11.send(h11.EndOfMessage())
         self.answer = loop.create_future()
         self._head, self._body = None, bytearray()
-        data = self.h11.send(request) + self.h11.send(h11.Data(data=body)) + self.h11.send(h11.EndOfMessage())
         if on_write is not None:
             on_write(len(data))
         self.transport.write(data)
@@ -127,6 +139,7 @@ class OrderWire:
         self._ex = exchange
         self._timeout_s = timeout_s
         self._passphrase: str | None = None  # HMAC of the passphrase (key version 2): the same for every request
+        self._heads: dict[str, bytes] = {}  # per order path: request line and the fixed headers
         self._connections: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = None
         self.pings = 0
@@ -175,25 +188,13 @@ class OrderWire:
         """Send one order; KuCoin's JSON answer, or the ccxt exception a ccxt call would raise."""
         ex = self._ex
         ex.check_required_credentials()
-        url = yarl.URL(ex.urls["api"]["private"])
         path = HF_ORDERS if hf else ORDERS
         data = orjson.dumps(body)
         ts = str(int(time.time() * 1000))
-        if self._passphrase is None:
-            self._passphrase = b64_hmac(ex.secret, ex.password)
-        headers = [
-            ("Host", url.host_port_subcomponent or url.host or ""),
-            ("User-Agent", USER_AGENT),
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(data))),
-            ("KC-API-KEY", ex.apiKey),
-            ("KC-API-TIMESTAMP", ts),
-            ("KC-API-SIGN", b64_hmac(ex.secret, ts + "POST" + path + data.decode())),  # as ccxt: the endpoint
-            ("KC-API-PASSPHRASE", self._passphrase),
-            ("KC-API-KEY-VERSION", "2"),
-        ]
-        target = url.path.rstrip("/") + path
-        where = f"kucoin POST {url.with_path(target)}"
+        head = self._heads.get(path) or self._head_for(path)
+        sign = b64_hmac(ex.secret, ts + "POST" + path + data.decode())  # as ccxt: the endpoint, not the base path
+        request = b"%sContent-Length: %d\r\nKC-API-TIMESTAMP: %s\r\nKC-API-SIGN: %s\r\n\r\n%s" % (
+            head, len(data), ts.encode(), sign.encode(), data)
         loop = asyncio.get_running_loop()
         conn = next((c for c in self._connections if c.idle), None)
         try:
@@ -201,15 +202,14 @@ class OrderWire:
                 if conn is None:
                     conn = await self._connect()
                     self._connections.append(conn)
-                answer = conn.send(h11.Request(method="POST", target=target, headers=headers), data, loop,
-                                   self.on_write)
+                answer = conn.send_raw(request, loop, self.on_write, as_post=True)
                 status, reason, response_headers, raw = await answer
         except TimeoutError as exc:
             if conn is not None:
                 conn.close()  # an answer may still come: this connection no longer knows which request it is for
-            raise ccxt_errors.RequestTimeout(where) from exc
+            raise ccxt_errors.RequestTimeout(self._where(path)) from exc
         except OSError as exc:  # ConnectionError included
-            raise ccxt_errors.ExchangeNotAvailable(f"{where}: {exc}") from exc
+            raise ccxt_errors.ExchangeNotAvailable(f"{self._where(path)}: {exc}") from exc
         finally:
             self._connections = [c for c in self._connections if not c.closed]
         text = raw.decode("utf-8", "replace")
@@ -217,11 +217,34 @@ class OrderWire:
             parsed = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             parsed = None
-        ex.handle_errors(status, reason, str(url), "POST", response_headers, text, parsed, None, data.decode())
-        ex.handle_http_status_code(status, reason, str(url), "POST", text)
+        url = ex.urls["api"]["private"]
+        ex.handle_errors(status, reason, url, "POST", response_headers, text, parsed, None, data.decode())
+        ex.handle_http_status_code(status, reason, url, "POST", text)
         if not isinstance(parsed, dict):
-            raise ccxt_errors.BadResponse(f"{where}: {text[:200]}")
+            raise ccxt_errors.BadResponse(f"{self._where(path)}: {text[:200]}")
         return parsed
+
+    def _where(self, path: str) -> str:
+        url = yarl.URL(self._ex.urls["api"]["private"])
+        return f"kucoin POST {url.with_path(url.path.rstrip('/') + path)}"
+
+    def _head_for(self, path: str) -> bytes:
+        """The request line and the headers that are the same for every order (built once, checked once:
+        what h11 would refuse to send is refused here)."""
+        ex = self._ex
+        url = yarl.URL(ex.urls["api"]["private"])
+        if self._passphrase is None:
+            self._passphrase = b64_hmac(ex.secret, ex.password)
+        fields = [("Host", url.host_port_subcomponent or url.host or ""), ("User-Agent", USER_AGENT),
+                  ("Content-Type", "application/json"), ("KC-API-KEY", ex.apiKey),
+                  ("KC-API-PASSPHRASE", self._passphrase), ("KC-API-KEY-VERSION", "2")]
+        for name, value in fields:
+            if not value.isascii() or not value.isprintable():
+                raise ccxt_errors.AuthenticationError(f"kucoin: {name} holds characters an HTTP header cannot carry")
+        target = url.path.rstrip("/") + path
+        head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+        self._heads[path] = head.encode()
+        return self._heads[path]
 
     async def _connect(self) -> _Connection:
         url = yarl.URL(self._ex.urls["api"]["private"])

@@ -34,12 +34,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import multiprocessing
 import os
-import select
 import signal
 import sqlite3
 import subprocess
@@ -61,8 +59,8 @@ from cryptoarb.model import Cycle
 from cryptoarb.run.runner import RunApp, run_coroutine
 from cryptoarb.run.scanner import Ranking
 from cryptoarb.run.watchlist import RankedCycle
+from cryptoarb.venues.sim_process import start_server, stop_server
 
-LISTENING = "cryptoarb sim-server listening on "
 GOAL_P99_MS = 5.0
 GOAL_MAX_MS = 50.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -131,36 +129,9 @@ class NaivePandasEvaluator:
 
 
 def start_sim(pairs: int, ticker_hz: float) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "cryptoarb.cli", "sim-server", "kucoin", "--port", "0", "--pairs", str(pairs),
-           "--ticker-always", "--ticker-hz", str(ticker_hz)]  # `cryptoarb sim-server kucoin ...`
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-        if not ready:
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(LISTENING):
-            return proc, line[len(LISTENING):].strip()
-    stop(proc)
-    raise RuntimeError("sim-server did not start")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGCONT)
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    if proc.stdout is not None:
-        proc.stdout.close()
+    """`cryptoarb sim-server kucoin` pushing every symbol's ticker every round."""
+    return start_server("cryptoarb.venues.kucoin.sim_cli", "--pairs", str(pairs), "--ticker-always", "--ticker-hz",
+                        str(ticker_hz))
 
 
 FLOOR_PROBE = """
@@ -389,7 +360,7 @@ def run_variant(variant: str, args: argparse.Namespace) -> dict[str, Any]:
             raise RuntimeError(f"{variant} run failed ({done.returncode}): {done.stderr[-2000:]}")
         return json.loads(done.stdout.strip().splitlines()[-1])
     finally:
-        stop(proc)
+        stop_server(proc)
 
 
 ROWS = (

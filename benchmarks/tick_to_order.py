@@ -51,9 +51,7 @@ import contextlib
 import gc
 import json
 import math
-import select
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,6 +68,7 @@ from cryptoarb.model import Fill, Order, OrderResult, OrderStatus
 from cryptoarb.venues.kucoin.codec import KucoinCodec
 from cryptoarb.venues.kucoin.signing import Credentials, signed_headers
 from cryptoarb.venues.sim import SimVenue
+from cryptoarb.venues.sim_process import start_server, stop_server
 
 SYMBOL = "ETH-BTC"
 CREDS = Credentials("bench-key", "bench-secret", "bench-passphrase")
@@ -256,46 +255,6 @@ CALM_BPS = 500.0  # the non-paying ETH-BTC book: spread widened this much each w
 LOWER_BPS = 70.0  # the ETH-USDT book given before each measured frame: this much (+0-4 bps) below the server's
 
 
-def start_sim_server(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """``python -m cryptoarb.venues.kucoin.sim_cli --port 0 *args``; the process and its base URL."""
-    from cryptoarb.venues.kucoin.sim_cli import LISTENING
-
-    cmd = [sys.executable, "-m", "cryptoarb.venues.kucoin.sim_cli", "--port", "0", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + SIM_START_TIMEOUT_S
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise SystemExit(f"sim-server did not start within {SIM_START_TIMEOUT_S:g} s: {cmd}")
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if not ready:
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                raise SystemExit(f"sim-server exited with {proc.wait()} before listening: {cmd}")
-            if line.startswith(LISTENING):
-                return proc, line[len(LISTENING):].strip()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-        raise
-
-
-def stop_sim_server(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
 def moved(update, tick: Decimal, now: float, *, down_bps: float = 0.0, widen_bps: float = 0.0):
     """``update`` moved down by ``down_bps`` and its spread widened by ``widen_bps`` each way (whole ticks),
     as received ``now``."""
@@ -401,7 +360,8 @@ async def run_sim_server(frames: int, warmup: int, intent: bool, speed: float, p
     # --market-load: the whole market on ticker:all every round (12,500 messages/s at 1,250 pairs), as KuCoin
     # pushes it and benchmarks/load.py offers it
     load_args = ("--ticker-always", "--ticker-hz", "10") if market_load else ()
-    proc, url = start_sim_server("--speed", repr(speed), "--pairs", str(pairs), *load_args)
+    proc, url = start_server("cryptoarb.venues.kucoin.sim_cli", "--speed", repr(speed), "--pairs", str(pairs),
+                             *load_args, timeout_s=SIM_START_TIMEOUT_S)
     tmp = tempfile.TemporaryDirectory()
     rest = KucoinRest(api_key=DEFAULT_API_KEY, api_secret=DEFAULT_API_SECRET, api_passphrase=DEFAULT_API_PASSPHRASE,
                       base_url=url, enable_rate_limit=False, native_orders=not ccxt_orders)
@@ -504,7 +464,7 @@ async def run_sim_server(frames: int, warmup: int, intent: bool, speed: float, p
             await intents.close()
         if store is not None:
             await store.close()
-        stop_sim_server(proc)
+        stop_server(proc)
         tmp.cleanup()
     if not total:
         raise SystemExit(f"no opportunity was detected in {warmup + frames} frames")

@@ -34,7 +34,6 @@ import contextlib
 import gc
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -48,8 +47,8 @@ import ccxt.pro
 from cryptoarb.core.books import BookStore
 from cryptoarb.model import BookUpdate
 from cryptoarb.venues.kucoin.ws import KucoinMarketData, WsOptions
+from cryptoarb.venues.sim_process import start_server, stop_server
 
-LISTENING = "cryptoarb sim-server listening on "
 CCXT_URL_KEYS = ("public", "private", "futuresPublic", "futuresPrivate", "uta", "utaPrivate")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 KEPT_UP = 0.97
@@ -71,32 +70,13 @@ class Sim:
             return await resp.json()
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_server(self.proc)
 
 
 def start_sim(pairs: int, hz: float, seed: int) -> Sim:
-    cmd = [sys.executable, "-m", "cryptoarb.venues.kucoin.sim_cli", "--port", "0", "--pairs", str(pairs),
-           "--seed", str(seed), "--ticker-always", "--ticker-hz", str(hz)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if not ready:
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"sim-server exited with {proc.wait()}: {cmd}")
-        if line.startswith(LISTENING):
-            return Sim(proc, line[len(LISTENING):].strip())
-    proc.kill()
-    raise RuntimeError(f"sim-server did not start: {cmd}")
+    proc, url = start_server("cryptoarb.venues.kucoin.sim_cli", "--pairs", str(pairs), "--seed", str(seed),
+                             "--ticker-always", "--ticker-hz", str(hz))
+    return Sim(proc, url)
 
 
 @dataclass

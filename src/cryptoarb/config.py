@@ -172,6 +172,10 @@ class DiscordEventSettings(_Section):
     daily_summary: bool = True
     other: bool = True
 
+    def enabled(self, category: str) -> bool:
+        """Whether events of ``category`` (a ``notify.aggregate.Category``) are posted."""
+        return bool(getattr(self, category))
+
 
 class DiscordSettings(_Section):
     """The webhook is on when CRYPTOARB_SECRETS__DISCORD_WEBHOOK_URL is set, the bot when the token is."""

@@ -38,6 +38,7 @@ def test_switches_turn_categories_off() -> None:
     assert not switches.enabled(Category.OPPORTUNITY)
     assert switches.enabled(Category.TRADE)
     assert not EventSwitches().enabled(Category.REJECTION)  # rejections are opt-in
+    assert set(EventSwitches.model_fields) == {c.value for c in Category}  # one switch per category
 
 
 def test_first_event_passes_and_the_rest_of_the_burst_becomes_one_count() -> None:

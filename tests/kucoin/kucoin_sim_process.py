@@ -7,10 +7,7 @@ shared default server per module (1,250 pairs, market running).
 
 from __future__ import annotations
 
-import contextlib
-import select
 import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,8 +16,8 @@ from typing import Any
 import aiohttp
 
 from cryptoarb.venues.kucoin.signing import Credentials, signed_headers
-from cryptoarb.venues.kucoin.sim_cli import LISTENING
 from cryptoarb.venues.kucoin.sim_config import DEFAULT_API_KEY, DEFAULT_API_PASSPHRASE, DEFAULT_API_SECRET
+from cryptoarb.venues.sim_process import start_server, stop_server
 
 CREDS = Credentials(DEFAULT_API_KEY, DEFAULT_API_SECRET, DEFAULT_API_PASSPHRASE)
 START_TIMEOUT_S = 30.0
@@ -58,37 +55,9 @@ class SimProcess:
             return resp.status, await resp.json(), resp.headers
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        stop_server(self.proc)
 
 
 def start_sim(*args: str) -> SimProcess:
-    cmd = [sys.executable, "-m", "cryptoarb.venues.kucoin.sim_cli", "--port", "0", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT_S
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(f"sim-server did not start within {START_TIMEOUT_S}s: {cmd}")
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if not ready:
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"sim-server exited with {proc.wait()} before listening: {cmd}")
-            if line.startswith(LISTENING):
-                return SimProcess(line[len(LISTENING):].strip(), proc, args)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
-        raise
+    proc, url = start_server("cryptoarb.venues.kucoin.sim_cli", *args, timeout_s=START_TIMEOUT_S)
+    return SimProcess(url, proc, args)

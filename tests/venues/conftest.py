@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import select
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from feed_harness import LISTENING, START_TIMEOUT_S
+from feed_harness import START_TIMEOUT_S
 
 from cryptoarb.config import SimSettings
 from cryptoarb.venues.bl3p.sim_server import Bl3pSimConfig, Bl3pSimServer
 from cryptoarb.venues.coinbase.sim_server import CoinbaseSimConfig, CoinbaseSimServer
+from cryptoarb.venues.sim_process import start_server, stop_server
 
 
 @pytest.fixture
@@ -39,30 +36,10 @@ def sim_process() -> Iterator[Callable[..., str]]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(module: str, *args: str) -> str:
-        proc = subprocess.Popen([sys.executable, "-m", module, "--port", "0", *args], stdout=subprocess.PIPE,
-                                text=True, bufsize=1)
+        proc, url = start_server(module, *args, timeout_s=START_TIMEOUT_S)
         procs.append(proc)
-        assert proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while (remaining := deadline - time.monotonic()) > 0:
-            ready, _, _ = select.select([proc.stdout], [], [], remaining)
-            if not ready:
-                continue
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"{module} exited with {proc.wait()} before listening")
-            if line.startswith(LISTENING):
-                return line[len(LISTENING):].strip()
-        raise RuntimeError(f"{module} did not start within {START_TIMEOUT_S}s")
+        return url
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        with contextlib.suppress(Exception):
-            proc.stdout.close()  # type: ignore[union-attr]
+        stop_server(proc)

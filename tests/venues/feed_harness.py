@@ -15,7 +15,6 @@ from cryptoarb.core.books import BookStore
 from cryptoarb.model import BookUpdate, Notice
 
 START_TIMEOUT_S = 30.0
-LISTENING = "cryptoarb sim-server listening on "
 
 
 class Signal:

@@ -115,9 +115,6 @@ class ExactLevels:
             yield done[i]
             i += 1
 
-    def __len__(self) -> int:
-        return len(self._src)
-
 
 class BookSource(Protocol):
     def get(self, key: MarketKey, /) -> Book | None: ...

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from cryptoarb.config import DiscordEventSettings
 from cryptoarb.model import Event, Execution, Notice, Opportunity, OrderStatus, Rejection
 
 log = logging.getLogger("cryptoarb.notify")
@@ -73,23 +74,8 @@ def category(event: Event) -> Category:
     return notice_category(event.kind)
 
 
-@dataclass(frozen=True, slots=True)
-class EventSwitches:
-    """Which categories a notifier sends at all."""
-
-    opportunity: bool = True
-    rejection: bool = False
-    trade: bool = True
-    fill: bool = True
-    failed_leg: bool = True
-    risk: bool = True
-    connection: bool = True
-    error: bool = True
-    daily_summary: bool = True
-    other: bool = True
-
-    def enabled(self, cat: Category) -> bool:
-        return bool(getattr(self, cat.value))
+EventSwitches = DiscordEventSettings
+"""Which categories a notifier sends at all: the ``[discord.events]`` settings, one switch per :class:`Category`."""
 
 
 @dataclass(slots=True)

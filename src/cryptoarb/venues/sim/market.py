@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from cryptoarb.config import SimSettings
 from cryptoarb.model import BookUpdate, Level, Side, Ticker
 from cryptoarb.venues.sim.matching import Depletion, live_side, take
-from cryptoarb.venues.sim.universe import Tier, Universe
+from cryptoarb.venues.sim.universe import AssetSpec, Tier, Universe
 
 EPOCH_MS = 1_763_000_000_000
 """Exchange timestamp of virtual time 0."""
@@ -33,6 +33,33 @@ def _scale(exp: int) -> tuple[int, int]:
     """(multiplier, divisor) turning an integer count of 10**exp into a correctly rounded float."""
     return (10**exp, 1) if exp >= 0 else (1, 10**-exp)
 
+
+
+class FairValues:
+    """Log USD fair values of assets, one random-walk step at a time: a market factor plus idiosyncratic
+    noise per asset, occasional jumps, and stablecoins pulled back to their peg. ``rng`` is the caller's
+    generator, drawn from in a fixed order, so a seed gives the same path."""
+
+    def __init__(self, assets: Sequence[AssetSpec], dt: float, rng: np.random.Generator) -> None:
+        vol = np.array([a.vol_bps for a in assets]) / 1e4 * math.sqrt(dt)
+        corr = np.array([a.market_corr for a in assets])
+        self.log_usd = np.log(np.array([a.fair_usd for a in assets]))
+        self._anchor = self.log_usd.copy()
+        self._kappa = np.array([_STABLE_REVERSION_PER_S * dt if a.stable else 0.0 for a in assets])
+        self._sig_idio = vol * np.sqrt(1 - corr)
+        self._sig_mkt = vol * np.sqrt(corr)
+        self._jump_p = np.array([a.jump_per_s for a in assets]) * dt
+        self._jump_sig = np.array([a.jump_bps for a in assets]) / 1e4
+        self._rng = rng
+
+    def step(self) -> None:
+        lf, rng = self.log_usd, self._rng
+        n = len(lf)
+        z = rng.standard_normal(n + 1)
+        lf += self._kappa * (self._anchor - lf) + self._sig_idio * z[:n] + self._sig_mkt * z[n]
+        jumps = np.flatnonzero(rng.random(n) < self._jump_p)
+        if len(jumps):
+            lf[jumps] += rng.standard_normal(len(jumps)) * self._jump_sig[jumps]
 
 class SimMarket:
     """One venue's books. ``fair``, when given, supplies the log USD fair value of every asset of the
@@ -159,30 +186,16 @@ class SimMarket:
     # -- fair values --------------------------------------------------------------------------------
 
     def _init_assets(self) -> None:
-        assets = self.universe.assets
-        dt = self._dt
-        vol = np.array([a.vol_bps for a in assets]) / 1e4 * math.sqrt(dt)
-        corr = np.array([a.market_corr for a in assets])
-        self._lf = np.log(np.array([a.fair_usd for a in assets]))
+        self._fair_values = FairValues(self.universe.assets, self._dt, self._rng)
+        self._lf = self._fair_values.log_usd  # walked in place
         if self._fair is not None:
             self._lf = np.array(self._fair(), dtype=np.float64)
-        self._anchor = self._lf.copy()
-        self._kappa = np.array([_STABLE_REVERSION_PER_S * dt if a.stable else 0.0 for a in assets])
-        self._sig_idio = vol * np.sqrt(1 - corr)
-        self._sig_mkt = vol * np.sqrt(corr)
-        self._jump_p = np.array([a.jump_per_s for a in assets]) * dt
-        self._jump_sig = np.array([a.jump_bps for a in assets]) / 1e4
 
     def _walk(self) -> None:
         if self._fair is not None:
             self._lf[:] = self._fair()
             return
-        n = len(self._lf)
-        z = self._rng.standard_normal(n + 1)
-        self._lf += self._kappa * (self._anchor - self._lf) + self._sig_idio * z[:n] + self._sig_mkt * z[n]
-        jumps = np.flatnonzero(self._rng.random(n) < self._jump_p)
-        if len(jumps):
-            self._lf[jumps] += self._rng.standard_normal(len(jumps)) * self._jump_sig[jumps]
+        self._fair_values.step()
 
     # -- books --------------------------------------------------------------------------------------
 

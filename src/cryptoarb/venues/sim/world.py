@@ -46,7 +46,7 @@ import numpy as np
 from cryptoarb.config import SimSettings, SimVenueSettings
 from cryptoarb.model import BookUpdate
 from cryptoarb.venues.base import VenueError
-from cryptoarb.venues.sim.market import SimMarket
+from cryptoarb.venues.sim.market import FairValues, SimMarket
 from cryptoarb.venues.sim.universe import (
     MAJORS,
     AssetSpec,
@@ -66,7 +66,6 @@ _EPISODE_RAMP_S = (1.0, 3.0)
 _EPISODE_HOLD_S = (2.0, 6.0)
 _EPISODE_DECAY_S = (2.0, 5.0)
 _EPISODE_VENUE_WIDE_P = 0.35
-_STABLE_REVERSION_PER_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,25 +363,11 @@ class SimWorld:
 
     # -- fair values ----------------------------------------------------------------------------------------
     def _init_fair(self, assets: Sequence[AssetSpec], seed: int) -> None:
-        dt = self._dt
-        vol = np.array([a.vol_bps for a in assets]) / 1e4 * math.sqrt(dt)
-        corr = np.array([a.market_corr for a in assets])
-        self._lf = np.log(np.array([a.fair_usd for a in assets]))
-        self._anchor = self._lf.copy()
-        self._kappa = np.array([_STABLE_REVERSION_PER_S * dt if a.stable else 0.0 for a in assets])
-        self._sig_idio = vol * np.sqrt(1 - corr)
-        self._sig_mkt = vol * np.sqrt(corr)
-        self._jump_p = np.array([a.jump_per_s for a in assets]) * dt
-        self._jump_sig = np.array([a.jump_bps for a in assets]) / 1e4
-        self._rng = np.random.default_rng([seed % (1 << 63), 0x3011D])
+        self._fair_values = FairValues(assets, self._dt, np.random.default_rng([seed % (1 << 63), 0x3011D]))
+        self._lf = self._fair_values.log_usd  # walked in place
 
     def _walk(self) -> None:
-        n = len(self._lf)
-        z = self._rng.standard_normal(n + 1)
-        self._lf += self._kappa * (self._anchor - self._lf) + self._sig_idio * z[:n] + self._sig_mkt * z[n]
-        jumps = np.flatnonzero(self._rng.random(n) < self._jump_p)
-        if len(jumps):
-            self._lf[jumps] += self._rng.standard_normal(len(jumps)) * self._jump_sig[jumps]
+        self._fair_values.step()
 
     def _fair_of(self, idx: np.ndarray, premiums: _Premiums):
         def fair() -> np.ndarray:

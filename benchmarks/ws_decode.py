@@ -10,12 +10,13 @@ Both sides get identical recorded frames as bytes, in one process:
 Frames: ``ticker:all`` for N symbols, ``level2Depth50`` snapshots, ``/market/level2`` increments on
 1,000-level books (prices at six significant digits, sizes at a pair's increment, as KuCoin sends them).
 Repeats are interleaved (ours, ccxt, ours, ...) so machine load hits both alike; each timed pass follows
-an untimed one on the same path and is measured in thread CPU time; the figure is the median per-message
-time over the repeats. After the table, where our ticker:all time goes, and the depth50 floor: the msgspec
-parse of the same frames into the same level tuples, alone and kept per market. The last line is one JSON
-object.
+an untimed one on the same path and is measured in thread CPU time. The times printed are medians over
+the repeats; the ratio is the median of each repeat's own ratio (ccxt / ours), since this machine's speed
+drifts by up to 2x between seconds and a pair measured moments apart sees the same drift. After the
+table, where our ticker:all time goes, and the depth50 floor: the msgspec parse of the same frames into the
+same level tuples, alone and kept per market. The last line is one JSON object.
 
-    .venv/bin/python benchmarks/ws_decode.py [--symbols 1250] [--repeats 7]
+    .venv/bin/python benchmarks/ws_decode.py [--symbols 1250] [--repeats 11]
 """
 
 from __future__ import annotations
@@ -211,9 +212,9 @@ def nop() -> None:
     pass
 
 
-def interleaved(frames: list[bytes], paths: list[tuple[Callable[[], None], Callable[[list[bytes]], None]]],
-                repeats: int) -> list[float]:
-    """Median µs per message (thread CPU time) for each (reset, run) path, repeats interleaved.
+def timed_passes(frames: list[bytes], paths: list[tuple[Callable[[], None], Callable[[list[bytes]], None]]],
+                 repeats: int) -> list[list[float]]:
+    """µs per message (thread CPU time) of each (reset, run) path in every repeat, repeats interleaved.
 
     Each timed pass follows an untimed one on the same path: a process runs one implementation, so the
     steady state has its caches warm, not evicted by the other side's last pass.
@@ -227,13 +228,25 @@ def interleaved(frames: list[bytes], paths: list[tuple[Callable[[], None], Calla
             t0 = time.thread_time_ns()
             run(frames)
             samples[i].append((time.thread_time_ns() - t0) / 1000 / len(frames))
-    return [statistics.median(s) for s in samples]
+    return samples
+
+
+def interleaved(frames: list[bytes], paths: list[tuple[Callable[[], None], Callable[[list[bytes]], None]]],
+                repeats: int) -> list[float]:
+    """Median µs per message for each path (see :func:`timed_passes`)."""
+    return [statistics.median(s) for s in timed_passes(frames, paths, repeats)]
+
+
+def paired_ratio(theirs: list[float], ours: list[float]) -> float:
+    """The median over repeats of their time / ours in the same repeat: this machine's speed drifts by
+    2x between seconds, and a pair measured moments apart sees the same drift."""
+    return statistics.median(t / o for t, o in zip(theirs, ours, strict=True))
 
 
 async def main(argv: list[str]) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=1250)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args(argv)
     rng = random.Random(7)
     syms = symbols(args.symbols)
@@ -264,12 +277,14 @@ def run_all(repeats: int, ticks: list[bytes], depth: list[bytes], l2: list[bytes
              lambda: theirs.reset_level2(l2_books))]
     print(f"{'frame':<12}{'bytes':>7}{'ours µs':>10}{'ccxt µs':>10}{'ratio':>8}")
     for name, frames, ours, reset_ours, reset_ccxt in rows:
-        ours_us, ccxt_us = interleaved(frames, [(reset_ours, ours.run), (reset_ccxt, theirs.run)], repeats)
+        ours_s, ccxt_s = timed_passes(frames, [(reset_ours, ours.run), (reset_ccxt, theirs.run)], repeats)
+        ours_us, ccxt_us = statistics.median(ours_s), statistics.median(ccxt_s)
+        ratio = paired_ratio(ccxt_s, ours_s)
         size = statistics.median(len(f) for f in frames)
-        print(f"{name:<12}{size:>7.0f}{ours_us:>10.3f}{ccxt_us:>10.3f}{ccxt_us / ours_us:>8.1f}")
+        print(f"{name:<12}{size:>7.0f}{ours_us:>10.3f}{ccxt_us:>10.3f}{ratio:>8.1f}")
         out[f"ours_{name}_us"] = round(ours_us, 3)
         out[f"ccxt_{name}_us"] = round(ccxt_us, 3)
-        out[f"{name}_ratio"] = round(ccxt_us / ours_us, 2)
+        out[f"{name}_ratio"] = round(ratio, 2)
     parse_us, decode_us, total_us = interleaved(
         ticks, [(nop, parse_only), (nop, ours_ticks.decode_only), (nop, ours_ticks.run)], repeats)
     print(f"ticker_all, ours: msgspec parse {parse_us:.3f} µs, + BookUpdate {decode_us - parse_us:.3f} µs, "

@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -332,6 +333,9 @@ class FakeExecutor:
     def order_updates_lost(self) -> None:
         self.lost += 1
 
+    def order_updates_resumed(self) -> None:
+        pass
+
 
 def _balance(asset: str, available: str) -> BalanceUpdate:
     amount = Decimal(available)
@@ -420,6 +424,44 @@ async def test_a_lost_stream_sends_the_orders_waiting_for_a_push_to_rest_at_once
     assert first.status is OrderStatus.FILLED and venue.fetched == [first.order.client_oid]
     stats = executor.order_state_stats()
     assert (stats["interruptions"], stats["rest_resolutions"], stats["pushed_resolutions"]) == (1, 1, 0)
+
+
+async def test_an_order_sent_as_the_stream_is_lost_is_looked_up_at_once_not_at_the_next_poll(
+        faulty_live: Any) -> None:
+    """The loss is noticed while the order's request is in flight: no waiter exists yet for the loss to wake,
+    so the order must not wait for a push (or the hour-long poll of this fixture) before its lookup."""
+    fv, engine, venue, events = faulty_live
+    executor = engine.executor
+    venue.inject("open_rest", leg_index=0)
+    place = venue.place_order
+
+    async def lose_the_stream_while_placing(order: Any) -> Any:
+        result = await place(order)
+        if result.status is OrderStatus.NEW:
+            executor.order_updates_lost()  # before the executor has the answer
+        return result
+
+    venue.place_order = lose_the_stream_while_placing
+    started = time.monotonic()
+    await asyncio.wait_for(fv.drive(engine, venue, lambda: bool(venue.injected) and bool(fv.executions(events))),
+                           10.0)
+    ex = fv.executions(events)[0]
+    assert ex.results[0].status is OrderStatus.FILLED and venue.fetched == [ex.results[0].order.client_oid]
+    assert executor.order_state_stats()["rest_resolutions"] == 1
+    assert time.monotonic() - started < 5.0  # the drain's own limit: the order did not sit out a poll
+
+
+
+async def test_orders_wait_for_their_push_again_once_the_stream_is_back(faulty_live: Any) -> None:
+    fv, engine, venue, events = faulty_live
+    executor = engine.executor
+    executor.order_updates_lost()
+    executor.order_updates_resumed()
+    venue.inject("open_push", leg_index=1)
+    await fv.drive(engine, venue, lambda: bool(venue.injected) and bool(fv.executions(events)))
+    pushed = fv.executions(events)[0].results[1]
+    assert pushed.order.client_oid not in venue.fetched  # no lookup: its push settled it
+    assert executor.order_state_stats()["pushed_resolutions"] == 1
 
 
 # -- /metrics -----------------------------------------------------------------------------------------------

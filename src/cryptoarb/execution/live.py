@@ -143,6 +143,7 @@ class LiveExecutor:
         self._gate: Gate | None = None
         self._updates: dict[str, list[OrderUpdate]] = {}
         self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._updates_lost = False  # the update source is down: no order waits for a push before a lookup
         self._open: set[str] = set()
 
     @classmethod
@@ -212,9 +213,14 @@ class LiveExecutor:
         """The update source lost its connection, and the venue does not replay what it pushed meanwhile:
         every order waiting for a push is looked up over REST now rather than at its next poll."""
         self.interruptions += 1
+        self._updates_lost = True
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_result(None)
+
+    def order_updates_resumed(self) -> None:
+        """The update source is live again: orders answered as open from now on wait for their push."""
+        self._updates_lost = False
 
     def order_state_stats(self) -> dict[str, int]:
         """Orders whose final state came pushed or from a REST lookup; lookups made; updates received and
@@ -372,6 +378,8 @@ class LiveExecutor:
         oid = order.client_oid
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.resolve_timeout_s
+        # the source was lost while the order was on its way (its loss woke no waiter for it): look it up now
+        wait = not self._updates_lost
         while True:
             pushed = self._pushed_final(order)
             if pushed is not None:
@@ -382,8 +390,10 @@ class LiveExecutor:
             waiter = self._waiting.get(oid)
             if waiter is None or waiter.done():
                 waiter = self._waiting[oid] = loop.create_future()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(waiter), min(self.poll_interval_s, left))
+            if wait:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter), min(self.poll_interval_s, left))
+            wait = True
             pushed = self._pushed_final(order)
             if pushed is not None:
                 return pushed

@@ -7,8 +7,9 @@ task ``private-stream`` (a fresh stream on every restart) and
   while the stream is live the venue only waits for KuCoin's acknowledgement of an order
   (:meth:`~cryptoarb.venues.kucoin.rest.KucoinRest.acknowledge_order`) and its final state arrives pushed;
 - tells the executor when the stream stops being live (``LiveExecutor.order_updates_lost``): KuCoin does not
-  replay what it pushed meanwhile, so the orders waiting for a push are looked up over REST at once, and
-  until the stream is back orders are placed with a REST lookup of their state;
+  replay what it pushed meanwhile, so the orders waiting for a push are looked up over REST at once (an order
+  whose answer arrives after the loss too), and until the stream is back (``order_updates_resumed``)
+  orders are placed with a REST lookup of their state;
 - applies balance pushes to the engine's ledger (:meth:`Ledger.set_balances`, its reconciliation hook) when
   nothing is in flight. The ledger books an execution's fills when it completes; a balance pushed while
   orders are in flight already holds some of those fills, so applying it then would count them twice. The
@@ -84,6 +85,7 @@ class PrivateFeed:
 
     def on_live(self, live: bool) -> None:
         if live:
+            self.executor.order_updates_resumed()
             return
         self.lost += 1
         self.executor.order_updates_lost()

@@ -133,6 +133,22 @@ def test_min_size_rejection(triangle_markets, books):
     assert isinstance(size_cycle(cycle, triangle_books(books), NOW, D("9000"), 1.0, FRESH), Opportunity)
 
 
+def test_a_market_reloaded_with_new_rules_is_sized_on_them_not_on_what_was_seen_before(triangle_markets, books):
+    """Sizing keeps what a leg's market fixes (fees, increments, minimums) per leg; reloaded markets are new
+    legs, and a cycle of them is sized on their own rules."""
+    store = triangle_books(books)
+    before = size_cycle(usdt_btc_eth(triangle_markets()), store, NOW, D("2000"), 1.0, FRESH)
+    assert isinstance(before, Opportunity) and before.legs[1].size == D("1.996")
+    stricter = size_cycle(usdt_btc_eth(triangle_markets(**{"ETH-BTC": {"min_size": "5"}})), store, NOW, D("2000"),
+                          1.0, FRESH)
+    assert isinstance(stricter, Rejection) and stricter.reason is RejectReason.BELOW_MIN_SIZE
+    dearer = size_cycle(usdt_btc_eth(triangle_markets(**{"ETH-USDT": {"fee": "0.01"}})), store, NOW, D("2000"),
+                        1.0, FRESH)
+    assert isinstance(dearer, Rejection) and dearer.reason is RejectReason.BELOW_MIN_PROFIT
+    again = size_cycle(usdt_btc_eth(triangle_markets()), store, NOW, D("2000"), 1.0, FRESH)
+    assert isinstance(again, Opportunity) and again.profit == before.profit
+
+
 def test_min_funds_rejection(triangle_markets, books):
     cycle = usdt_btc_eth(triangle_markets(**{"ETH-USDT": {"min_funds": "5000"}}))
     result = size_cycle(cycle, triangle_books(books), NOW, D("4000"), 1.0, FRESH)

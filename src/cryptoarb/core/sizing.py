@@ -63,6 +63,7 @@ from cryptoarb.model import (
 )
 
 ZERO = Decimal(0)
+_ONE = Decimal(1)
 _EXACT = Context(prec=200, traps=[Inexact, InvalidOperation, DivisionByZero, Overflow])
 _REL_SLACK = 1e-9  # float error allowance on the continuous bound, relative to the amounts involved
 MAX_EVALS = 400
@@ -224,6 +225,46 @@ def _min_size_worth(levels: Iterable[DecLevel], target: Decimal, factor: Decimal
     return None
 
 
+class _LegConstants:
+    """What a leg's market fixes about sizing it. A cycle is sized on every update that completes it; the
+    Decimal and float conversions below, done each time, were a tenth of that (benchmarks/tick_to_order.py)."""
+
+    __slots__ = ("buy", "by_size", "f_fee", "f_in", "f_out", "fee", "fee_asset", "fee_log", "in_factor", "inc",
+                 "leg", "out_factor", "received")
+
+    def __init__(self, leg: Leg) -> None:
+        with localcontext(_EXACT):
+            market = leg.market
+            self.leg = leg  # held, so the id that keys it is never another leg's
+            self.buy = leg.side is Side.BUY
+            self.received = self.buy and market.fee_currency == "received"
+            self.inc = market.size_increment
+            self.fee = market.taker_fee
+            # input per unit of notional (BUY) and output per unit of notional or size
+            self.in_factor = (1 + self.fee) if self.buy and not self.received else Decimal(1)
+            self.out_factor = 1 - self.fee
+            self.fee_asset = market.base if self.received else market.quote
+            self.f_fee = float(self.fee)
+            self.f_in = float(self.in_factor)
+            self.f_out = float(self.out_factor)
+            self.fee_log = fee_log(leg)
+            # the least grid size min size allows (and more than zero)
+            self.by_size = max(_ceil_div(market.min_size, self.inc), 1) * self.inc
+
+
+_LEG_CONSTANTS: dict[int, _LegConstants] = {}
+_LEG_CONSTANTS_MAX = 100_000  # cycles are indexed once, so this is only reached if markets are reloaded often
+
+
+def _leg_constants(leg: Leg) -> _LegConstants:
+    found = _LEG_CONSTANTS.get(id(leg))
+    if found is None or found.leg is not leg:
+        if len(_LEG_CONSTANTS) >= _LEG_CONSTANTS_MAX:
+            _LEG_CONSTANTS.clear()
+        found = _LEG_CONSTANTS[id(leg)] = _LegConstants(leg)
+    return found
+
+
 class LegBook:
     """One leg against its side of the book (bids for SELL, asks for BUY), exactly and in floats.
 
@@ -232,38 +273,38 @@ class LegBook:
     bounds it one level at a time (:meth:`flat`).
     """
 
-    __slots__ = ("_depth", "buy", "f_depth", "f_fee", "f_in", "f_out", "fee", "fee_asset", "flats", "flevels",
-                 "holds", "in_factor", "inc", "index", "leg", "levels", "market", "out_factor", "received")
+    __slots__ = ("_depth", "buy", "by_size", "f_depth", "f_fee", "f_in", "f_out", "fee", "fee_asset", "flats",
+                 "flevels", "holds", "in_factor", "inc", "index", "leg", "levels", "market", "out_factor", "received")
 
     def __init__(self, leg: Leg, levels: Sequence[tuple[float | Decimal, float | Decimal]],
                  index: int = 0) -> None:
-        with localcontext(_EXACT):
-            self.leg = leg
-            self.market = leg.market
-            self.index = index
-            self.buy = leg.side is Side.BUY
-            self.received = self.buy and self.market.fee_currency == "received"
-            if levels and levels[0][0].__class__ is float:
-                # the book's own tuples: float(Decimal(repr(x))) == x, so the two views agree
-                self.flevels = [lv for lv in levels if lv[0] > 0 and lv[1] > 0]
-                self.levels = ExactLevels(self.flevels)
-            else:
-                positive = [(p, q) for p, q in levels if p > 0 and q > 0]
-                self.flevels = [(float(p), float(q)) for p, q in positive]
-                self.levels = ExactLevels(positive)
-            self.holds = self.buy and index > 0
-            self.flats: dict[int, LegBook] = {}
-            self._depth: Decimal | None = None
-            self.inc = self.market.size_increment
-            self.fee = self.market.taker_fee
-            # input per unit of notional (BUY) and output per unit of notional or size
-            self.in_factor = (1 + self.fee) if self.buy and not self.received else Decimal(1)
-            self.out_factor = 1 - self.fee
-            self.fee_asset = self.market.base if self.received else self.market.quote
-            self.f_fee = float(self.fee)
-            self.f_in = float(self.in_factor)
-            self.f_out = float(self.out_factor)
-            self.f_depth = math.fsum(q for _, q in self.flevels) * (1 + 1e-12)
+        c = _leg_constants(leg)
+        self.leg = leg
+        self.market = leg.market
+        self.index = index
+        self.buy = c.buy
+        self.received = c.received
+        if levels and levels[0][0].__class__ is float:
+            # the book's own tuples: float(Decimal(repr(x))) == x, so the two views agree
+            self.flevels = [lv for lv in levels if lv[0] > 0 and lv[1] > 0]
+            self.levels = ExactLevels(self.flevels)
+        else:
+            positive = [(p, q) for p, q in levels if p > 0 and q > 0]
+            self.flevels = [(float(p), float(q)) for p, q in positive]
+            self.levels = ExactLevels(positive)
+        self.holds = c.buy and index > 0
+        self.flats: dict[int, LegBook] = {}
+        self._depth: Decimal | None = None
+        self.inc = c.inc
+        self.fee = c.fee
+        self.in_factor = c.in_factor
+        self.out_factor = c.out_factor
+        self.fee_asset = c.fee_asset
+        self.f_fee = c.f_fee
+        self.f_in = c.f_in
+        self.f_out = c.f_out
+        self.by_size = c.by_size
+        self.f_depth = math.fsum([q for _, q in self.flevels]) * (1 + 1e-12)
 
     @property
     def depth(self) -> Decimal:
@@ -377,9 +418,8 @@ class LegBook:
     def _min_rule_size(self) -> tuple[Decimal, RejectReason] | None:
         """The smallest grid size meeting min size and min funds (and > 0), and the rule that set it;
         None when the book cannot reach it."""
-        market = self.market
-        by_size = max(_ceil_div(market.min_size, self.inc), 1) * self.inc
-        by_funds = _min_size_worth(self.levels, market.min_funds, Decimal(1), self.inc, self)
+        by_size = self.by_size
+        by_funds = _min_size_worth(self.levels, self.market.min_funds, _ONE, self.inc, self)
         if by_funds is None or not self.within_depth(by_size):
             return None
         if by_funds > by_size:
@@ -893,8 +933,8 @@ def top_return_bps(cycle: Cycle, books: BookSource) -> float:
         book = books.get(leg.market.key)
         if book is None:
             return -10_000.0
-        total += (buy_weight(book.best_ask, fee_log(leg)) if leg.side is Side.BUY
-                  else sell_weight(book.best_bid, fee_log(leg)))
+        c = _leg_constants(leg)
+        total += buy_weight(book.best_ask, c.fee_log) if c.buy else sell_weight(book.best_bid, c.fee_log)
     return return_bps(total)
 
 

@@ -67,7 +67,8 @@ class DetectorSettings(_Section):
                                     description="assets a cycle may start from; empty = any")
     min_return_bps: float = Field(5.0, ge=0, description="top-of-book net return that triggers sizing")
     fee_discount: float = Field(0.0, ge=0, lt=1, description="fraction off every fee, e.g. 0.2 for KuCoin's "
-                                                              "discount when fees are paid in KCS")
+                                                              "discount when fees are paid in KCS; applied on "
+                                                              "top of the account's reported rates")
 
 
 class RiskSettings(_Section):

@@ -116,6 +116,28 @@ class ExactLevels:
             yield done[i]
             i += 1
 
+    def walk(self, size: Decimal) -> tuple[Decimal, Decimal] | None:
+        """Exact sum of price * size taken from these levels (best first) and the worst price touched; None
+        when they hold less than ``size``. A loop, not an iterator: a plan walks each leg several times."""
+        done, src = self._done, self._src
+        cost = ZERO
+        worst = ZERO
+        left = size
+        i = 0
+        while left > 0:
+            if i == len(done):
+                if i == len(src):
+                    return None
+                p, q = src[i]
+                done.append((to_decimal(p), to_decimal(q)))
+            price, qty = done[i]
+            take = qty if qty < left else left
+            cost += price * take
+            worst = price
+            left -= take
+            i += 1
+        return cost, worst
+
 
 class BookSource(Protocol):
     def get(self, key: MarketKey, /) -> Book | None: ...
@@ -171,20 +193,6 @@ class Plan:
         return self.legs[0].size
 
 
-def _walk(levels: Iterable[DecLevel], size: Decimal) -> tuple[Decimal, Decimal] | None:
-    cost = ZERO
-    worst = ZERO
-    left = size
-    for price, qty in levels:
-        if left <= 0:
-            break
-        take = qty if qty < left else left
-        cost += price * take
-        worst = price
-        left -= take
-    return None if left > 0 else (cost, worst)
-
-
 @_exact
 def walk_levels(levels: Sequence[tuple[float | Decimal, float | Decimal]],
                 size: Decimal) -> tuple[Decimal, Decimal] | None:
@@ -192,7 +200,7 @@ def walk_levels(levels: Sequence[tuple[float | Decimal, float | Decimal]],
 
     None when the levels hold less than ``size``; a size of zero touches nothing (worst price 0).
     """
-    return _walk(to_levels(levels), size)
+    return ExactLevels(to_levels(levels)).walk(size)
 
 
 def _floor_div(num: Decimal, den: Decimal) -> int:
@@ -365,7 +373,7 @@ class LegBook:
         """As a first leg: its input is what it spends (a BUY its walked cost, with the fee in quote)."""
         if not self.buy:
             return self._fill(size, size)
-        walked = _walk(self.levels, size)
+        walked = self.levels.walk(size)
         if walked is None:
             return self._fail(RejectReason.INSUFFICIENT_DEPTH, f"size {size} > ask depth {self.depth}")
         return self._fill(size, walked[0] * self.in_factor)
@@ -375,7 +383,7 @@ class LegBook:
         if size <= 0:
             return self._fail(RejectReason.BELOW_MIN_SIZE,
                               f"{amount_in} {self.leg.asset_in} rounds to size 0")
-        walked = _walk(self.levels, size)
+        walked = self.levels.walk(size)
         if walked is None:
             side = "ask" if self.buy else "bid"
             return self._fail(RejectReason.INSUFFICIENT_DEPTH, f"size {size} > {side} depth {self.depth}")
@@ -404,7 +412,7 @@ class LegBook:
         None past the depth."""
         if not self.buy:
             return size if self.within_depth(size) else None
-        walked = _walk(self.levels, size)
+        walked = self.levels.walk(size)
         return None if walked is None else size * walked[1] * self.in_factor
 
     def _size_for_output(self, amount_out: Decimal) -> Decimal | None:
@@ -439,14 +447,14 @@ class LegBook:
         """Input per unit of size at the best level."""
         return self.flevels[0][0] * self.f_in if self.buy else 1.0
 
-    def f_steps(self) -> list[tuple[float, float]]:
-        """Per level: (output per unit input, input the level absorbs)."""
+    def f_step(self, level: int) -> tuple[float, float]:
+        """At ``level``: (output per unit input, input the level absorbs)."""
+        p, q = self.flevels[level]
         fee = self.f_fee
         if not self.buy:
-            return [(p * (1 - fee), q) for p, q in self.flevels]
+            return p * (1 - fee), q
         k = self.f_in
-        rate_num = (1 - fee) if self.received else 1.0
-        return [(rate_num / (p * k), p * q * k) for p, q in self.flevels]
+        return ((1 - fee) if self.received else 1.0) / (p * k), p * q * k
 
     def f_in_of_size(self, size: float) -> float | None:
         if not self.buy:
@@ -629,16 +637,17 @@ def _f_profit_at(legs: Sequence[LegBook], j: int, size: float) -> float:
 
 def _f_best_input(legs: Sequence[LegBook], max_input: float) -> float:
     """Continuous optimum: push input through every leg's levels while the marginal rate exceeds 1."""
-    steps = [leg.f_steps() for leg in legs]
+    # each leg's levels are reached one at a time, and most searches stop within the first few
     at = [0] * len(legs)
-    room = [s[0][1] for s in steps]
+    steps = [leg.f_step(0) for leg in legs]
+    room = [s[1] for s in steps]
     x = 0.0
     while x < max_input:
         mults = []
         mult = 1.0
-        for i, s in enumerate(steps):
+        for s in steps:
             mults.append(mult)
-            mult *= s[at[i]][0]
+            mult *= s[0]
         if mult <= 1.0:
             break
         dx, bind = min((room[i] / mults[i], i) for i in range(len(legs)))
@@ -648,12 +657,13 @@ def _f_best_input(legs: Sequence[LegBook], max_input: float) -> float:
         for i in range(len(legs)):
             room[i] -= dx * mults[i]
         room[bind] = 0.0
-        for i in range(len(legs)):
-            if room[i] <= 1e-12 * steps[i][at[i]][1]:
+        for i, leg in enumerate(legs):
+            if room[i] <= 1e-12 * steps[i][1]:
                 at[i] += 1
-                if at[i] == len(steps[i]):
+                if at[i] == len(leg.flevels):
                     return x
-                room[i] = steps[i][at[i]][1]
+                steps[i] = leg.f_step(at[i])
+                room[i] = steps[i][1]
     return x
 
 
@@ -661,7 +671,7 @@ def _f_input_cap(first: LegBook, max_input: Decimal) -> float:
     """The most a first leg can spend while its hold stays within ``max_input`` (a start for the search)."""
     if first.buy:
         size = first._buy_size(max_input)
-        walked = None if size is None else _walk(first.levels, size)
+        walked = None if size is None else first.levels.walk(size)
         if walked is not None:
             return min(float(max_input), float(walked[0] * first.in_factor))
     return float(max_input)

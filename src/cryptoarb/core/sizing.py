@@ -147,7 +147,7 @@ class BookSource(Protocol):
 # exact leg semantics
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built ~9 times per sizing, and a frozen init sets each field the slow way
 class LegFill:
     """One leg of an exact plan. ``notional`` is the cost (BUY) or proceeds (SELL) before fee, in quote;
     ``hold`` what the order ties up of its input when it is placed (a SELL its size, a BUY its size at

@@ -235,7 +235,7 @@ def _min_size_worth(levels: Iterable[DecLevel], target: Decimal, factor: Decimal
 
 class _LegConstants:
     """What a leg's market fixes about sizing it. A cycle is sized on every update that completes it; the
-    Decimal and float conversions below, done each time, were a tenth of that (benchmarks/tick_to_order.py)."""
+    Decimal and float conversions below, done each time, were ~6 % of its instructions (benchmarks/README.md)."""
 
     __slots__ = ("buy", "by_size", "f_fee", "f_in", "f_out", "fee", "fee_asset", "fee_log", "in_factor", "inc",
                  "leg", "out_factor", "received")

@@ -21,6 +21,7 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Callable
 
 GAPS_S = (0.0, 0.001, 0.01, 0.1)
 PAYLOAD = b"x" * 500
@@ -38,6 +39,22 @@ def receiver(listener: socket.socket, poll: bool) -> None:
             return
 
 
+def after_gaps(work: Callable[[], object], sends: int) -> dict[str, tuple[float, float]]:
+    """p50 and p90 µs of ``work()`` timed alone, after each idle gap of :data:`GAPS_S`."""
+    out: dict[str, tuple[float, float]] = {}
+    for gap in GAPS_S:
+        times = []
+        for _ in range(sends if gap < 0.1 else max(20, sends // 4)):
+            if gap:
+                time.sleep(gap)
+            t0 = time.perf_counter_ns()
+            work()
+            times.append((time.perf_counter_ns() - t0) / 1000)
+        times.sort()
+        out[f"{gap * 1000:g}ms"] = (round(statistics.median(times), 1), round(times[int(len(times) * 0.9)], 1))
+    return out
+
+
 def measure(poll: bool, sends: int) -> dict[str, tuple[float, float]]:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -48,19 +65,9 @@ def measure(poll: bool, sends: int) -> dict[str, tuple[float, float]]:
             receiver(listener, poll)
         finally:
             os._exit(0)
-    out: dict[str, tuple[float, float]] = {}
     with socket.create_connection(listener.getsockname()) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        for gap in GAPS_S:
-            times = []
-            for _ in range(sends if gap < 0.1 else max(20, sends // 4)):
-                if gap:
-                    time.sleep(gap)
-                t0 = time.perf_counter_ns()
-                sock.sendall(PAYLOAD)
-                times.append((time.perf_counter_ns() - t0) / 1000)
-            times.sort()
-            out[f"{gap * 1000:g}ms"] = (round(statistics.median(times), 1), round(times[int(len(times) * 0.9)], 1))
+        out = after_gaps(lambda: sock.sendall(PAYLOAD), sends)
     os.waitpid(pid, 0)
     listener.close()
     return out
@@ -73,27 +80,12 @@ def _work() -> float:
     return total
 
 
-def measure_compute(sends: int) -> dict[str, tuple[float, float]]:
-    out: dict[str, tuple[float, float]] = {}
-    for gap in GAPS_S:
-        times = []
-        for _ in range(sends if gap < 0.1 else max(20, sends // 4)):
-            if gap:
-                time.sleep(gap)
-            t0 = time.perf_counter_ns()
-            _work()
-            times.append((time.perf_counter_ns() - t0) / 1000)
-        times.sort()
-        out[f"{gap * 1000:g}ms"] = (round(statistics.median(times), 1), round(times[int(len(times) * 0.9)], 1))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=200, help="sends per gap (a quarter at 100 ms)")
     args = parser.parse_args()
     result = {"sleeping_receiver": measure(False, args.sends), "polling_receiver": measure(True, args.sends),
-              "python_compute": measure_compute(args.sends)}
+              "python_compute": after_gaps(_work, args.sends)}
     print("µs (p50 / p90) by idle gap before it: send() of 500 bytes on loopback to a receiver that sleeps or")
     print("polls, and a fixed pure-Python computation")
     print(f"{'':<20}" + "".join(f"{g:>18}" for g in result["sleeping_receiver"]))

@@ -4,10 +4,11 @@ Nothing here awaits. The asyncio edges (venue streams, storage, notifiers) call 
 and :meth:`Engine.run_due`; every decision reads time from the value passed in, so a simulated or
 replayed venue drives the engine deterministically.
 
-Execution path: an accepted opportunity is handed to the executor (:mod:`cryptoarb.execution`), then
-recorded in the opportunity ledger (plan, book fingerprint, measured internal latency) and published;
-executors only schedule in ``submit``, so neither record delays an order nor follows its completion:
-``PaperExecutor`` by default, or any :class:`~cryptoarb.execution.executor.Executor` given to the
+Execution path: an accepted opportunity is handed to the executor (:mod:`cryptoarb.execution`) with a
+``record`` callback that enters it in the opportunity ledger (plan, fingerprint of the levels it walked,
+copied at hand-over, measured internal latency) and publishes it; the executor calls it once the first
+order is with the venue (paper and watch: at once), always before the completion, so the record never
+delays an order: ``PaperExecutor`` by default, or any :class:`~cryptoarb.execution.executor.Executor` given to the
 constructor (``LiveExecutor``). The executor calls back :meth:`Engine._complete` with a ``Completion``:
 paper from :meth:`Engine.run_due` once the simulated latency has passed on the venue's clock, live from
 its task when the venue has answered. The engine then books the fills (ledger, PnL attribution, risk,

@@ -245,7 +245,6 @@ async def test_a_leg_below_minimum_funds_is_refused_before_any_order_is_sent():
     assert opportunity.id not in engine.risk.in_flight
 
 
-
 async def test_the_opportunity_is_recorded_after_its_first_order_is_sent_on_the_books_it_was_sized_on():
     """The ledger record and the Opportunity event wait until the first order is with the venue (they cost
     it no time), still come before the Execution, and fingerprint the books as the plan saw them even when

@@ -282,6 +282,9 @@ async def test_acknowledged_orders_and_how_refusals_are_classified(account: str)
             assert found.order == order  # the lookup keeps the order as it was sent (opportunity, leg)
             again = await rest.acknowledge_order(order)  # a retry of a client order id: looked up, not sent
             assert again.status is OrderStatus.FILLED
+            twin = _order("ack-7", Decimal(repr(ask)), Decimal("0.001"))  # two callers at once: one request
+            first, second = await asyncio.gather(rest.acknowledge_order(twin), rest.acknowledge_order(twin))
+            assert first.status is second.status is OrderStatus.NEW
 
             broke = await rest.acknowledge_order(_order("ack-2", Decimal(repr(ask)), Decimal("1000")))
             assert broke.status is OrderStatus.REJECTED and broke.reason == "200004: Balance insufficient!"
@@ -302,7 +305,9 @@ async def test_acknowledged_orders_and_how_refusals_are_classified(account: str)
         finally:
             await wrong.close()
         sent = [o["clientOid"] for o in await sim.admin("GET", "/_sim/orders")]
-        assert sent == ["ack-1"]  # one order, once (the retry was looked up); the refused ones never existed
+        # one order per client order id, once (the retry was looked up, the twins shared one request); the
+        # refused ones never existed
+        assert sent == ["ack-1", "ack-7"]
     finally:
         sim.stop()
     gone = _rest(sim)  # the server has stopped: nothing listens there

@@ -43,6 +43,11 @@ _POST = h11.Request(method="POST", target="/", headers=[("Host", "order"), ("Con
 """What h11 is told went out when an order's request is serialised by hand (see ``_Connection.send_raw``)."""
 
 
+def _host(url: yarl.URL) -> str:
+    """The ``Host`` header for ``url`` (with the port when it is not the scheme's default)."""
+    return url.host_port_subcomponent or url.host or ""
+
+
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection carrying one request at a time."""
 
@@ -164,9 +169,9 @@ class OrderWire:
                 with contextlib.suppress(OSError):
                     await self.warm()
                 continue
-            url = yarl.URL(self._ex.urls["api"]["private"])
+            url = self._url()
             ping = h11.Request(method="GET", target=url.path.rstrip("/") + TIMESTAMP,
-                               headers=[("Host", url.host_port_subcomponent or url.host or ""),
+                               headers=[("Host", _host(url)),
                                         ("User-Agent", USER_AGENT), ("Content-Length", "0")])
             for conn in idle:
                 if not conn.idle:
@@ -224,18 +229,22 @@ class OrderWire:
             raise ccxt_errors.BadResponse(f"{self._where(path)}: {text[:200]}")
         return parsed
 
+    def _url(self) -> yarl.URL:
+        """The private REST base URL, read from ccxt each time (it is where the user pointed it)."""
+        return yarl.URL(self._ex.urls["api"]["private"])
+
     def _where(self, path: str) -> str:
-        url = yarl.URL(self._ex.urls["api"]["private"])
+        url = self._url()
         return f"kucoin POST {url.with_path(url.path.rstrip('/') + path)}"
 
     def _head_for(self, path: str) -> bytes:
         """The request line and the headers that are the same for every order (built once, checked once:
         what h11 would refuse to send is refused here)."""
         ex = self._ex
-        url = yarl.URL(ex.urls["api"]["private"])
+        url = self._url()
         if self._passphrase is None:
             self._passphrase = b64_hmac(ex.secret, ex.password)
-        fields = [("Host", url.host_port_subcomponent or url.host or ""), ("User-Agent", USER_AGENT),
+        fields = [("Host", _host(url)), ("User-Agent", USER_AGENT),
                   ("Content-Type", "application/json"), ("KC-API-KEY", ex.apiKey),
                   ("KC-API-PASSPHRASE", self._passphrase), ("KC-API-KEY-VERSION", "2")]
         for name, value in fields:
@@ -247,7 +256,7 @@ class OrderWire:
         return self._heads[path]
 
     async def _connect(self) -> _Connection:
-        url = yarl.URL(self._ex.urls["api"]["private"])
+        url = self._url()
         tls = url.scheme == "https"
         if tls and self._ssl is None:
             self._ssl = ssl.create_default_context()

@@ -160,32 +160,28 @@ class KucoinRest:
         REJECTED result; a failure that leaves the order's fate unknown is resolved by looking the order
         up by ``client_oid``, and so is any retry, so one ``client_oid`` never makes two orders.
         """
-        oid = order.client_oid
-        if (done := self._final.get(oid)) is not None:
-            return done
-        task = self._inflight.get(oid)
-        if task is None:  # concurrent calls for one client_oid share one placement
-            task = eager_task(self._place(order), name=f"place-{oid}")  # on the wire before this returns
-            self._inflight[oid] = task
-            task.add_done_callback(lambda _: self._inflight.pop(oid, None))
-        # a cancelled caller must not abandon a request in flight: its outcome is still recorded
-        return await asyncio.shield(task)
+        return await self._send(order, lookup=True)
 
     async def acknowledge_order(self, order: Order) -> OrderResult:
         """Send ``order`` and answer as soon as KuCoin has accepted it (status NEW), without the lookup
         :meth:`place_order` follows it with: for callers that learn the final state from the private
         stream (or :meth:`fetch_order`). Refusals, errors and retries are as in :meth:`place_order`: a
         ``client_oid`` already sent is looked up, never sent twice."""
+        return await self._send(order, lookup=False)
+
+    async def _send(self, order: Order, *, lookup: bool) -> OrderResult:
         oid = order.client_oid
         if (done := self._final.get(oid)) is not None:
             return done
-        await self._symbol(order.symbol)
-        if oid in self._orders and (known := await self._lookup(order.symbol, oid)) is not None:
-            return self._remember(self._result(known, order))
-        refused = await self._submit(order)
-        return OrderResult(order, OrderStatus.NEW) if refused is None else refused
+        task = self._inflight.get(oid)
+        if task is None:  # concurrent calls for one client_oid share one placement
+            task = eager_task(self._place(order, lookup), name=f"place-{oid}")  # on the wire before this returns
+            self._inflight[oid] = task
+            task.add_done_callback(lambda _: self._inflight.pop(oid, None))
+        # a cancelled caller must not abandon a request in flight: its outcome is still recorded
+        return await asyncio.shield(task)
 
-    async def _place(self, order: Order) -> OrderResult:
+    async def _place(self, order: Order, lookup: bool) -> OrderResult:
         oid = order.client_oid
         await self._symbol(order.symbol)
         if oid in self._orders and (known := await self._lookup(order.symbol, oid)) is not None:
@@ -193,6 +189,8 @@ class KucoinRest:
         refused = await self._submit(order)
         if refused is not None:
             return refused
+        if not lookup:
+            return OrderResult(order, OrderStatus.NEW)
         known = await self._lookup(order.symbol, oid)
         if known is None:
             raise KucoinUnavailable(f"kucoin place_order: order {oid} accepted but not found")

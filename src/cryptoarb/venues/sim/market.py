@@ -34,7 +34,6 @@ def _scale(exp: int) -> tuple[int, int]:
     return (10**exp, 1) if exp >= 0 else (1, 10**-exp)
 
 
-
 class FairValues:
     """Log USD fair values of assets, one random-walk step at a time: a market factor plus idiosyncratic
     noise per asset, occasional jumps, and stablecoins pulled back to their peg. ``rng`` is the caller's
@@ -60,6 +59,7 @@ class FairValues:
         jumps = np.flatnonzero(rng.random(n) < self._jump_p)
         if len(jumps):
             lf[jumps] += rng.standard_normal(len(jumps)) * self._jump_sig[jumps]
+
 
 class SimMarket:
     """One venue's books. ``fair``, when given, supplies the log USD fair value of every asset of the
@@ -186,15 +186,18 @@ class SimMarket:
     # -- fair values --------------------------------------------------------------------------------
 
     def _init_assets(self) -> None:
-        self._fair_values = FairValues(self.universe.assets, self._dt, self._rng)
-        self._lf = self._fair_values.log_usd  # walked in place
-        if self._fair is not None:
+        if self._fair is not None:  # another's walk (a multi-venue world) sets them at every step
+            self._fair_values: FairValues | None = None
             self._lf = np.array(self._fair(), dtype=np.float64)
+        else:
+            self._fair_values = FairValues(self.universe.assets, self._dt, self._rng)
+            self._lf = self._fair_values.log_usd  # walked in place
 
     def _walk(self) -> None:
         if self._fair is not None:
             self._lf[:] = self._fair()
             return
+        assert self._fair_values is not None
         self._fair_values.step()
 
     # -- books --------------------------------------------------------------------------------------

@@ -222,3 +222,37 @@ async def test_a_key_an_http_header_cannot_carry_is_refused_before_anything_is_s
         with pytest.raises(ccxt_errors.AuthenticationError) as info:
             await wire.place(BODY, hf=True)
     assert connections == [] and "Injected" not in str(info.value)
+
+
+async def test_a_missing_credential_is_refused_before_anything_is_sent() -> None:
+    async def handler(headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        respond(writer, OK)
+        return True
+
+    async with http_server(handler) as (url, connections), wire_to(url) as wire:
+        wire._ex.secret = ""
+        with pytest.raises(ccxt_errors.AuthenticationError) as info:
+            await wire.place(BODY, hf=True)
+    assert connections == [] and "secret" in str(info.value)
+
+
+async def test_new_credentials_on_the_exchange_object_sign_the_next_order() -> None:
+    """The wire keeps what it derives from the credentials (signing key states, passphrase HMAC, headers);
+    credentials set anew on the exchange object are the ones the next order is signed with."""
+    creds = [Credentials("first-key", "first-secret", "first-passphrase")]
+
+    async def handler(headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter) -> bool:
+        problem = verify({k.upper(): v for k, v in headers.items()}, "POST", headers[":target"], body.decode(),
+                         creds[0], int(headers["kc-api-timestamp"]))
+        respond(writer, OK if problem is None else orjson.dumps({"code": problem.code, "msg": problem.msg}),
+                status="200 OK" if problem is None else "401 Unauthorized")
+        return True
+
+    async with http_server(handler) as (url, _), wire_to(url) as wire:
+        answers = []
+        for key, secret, passphrase in (("first-key", "first-secret", "first-passphrase"),
+                                        ("second-key", "second-secret", "second-passphrase")):
+            creds[0] = Credentials(key, secret, passphrase)
+            wire._ex.apiKey, wire._ex.secret, wire._ex.password = key, secret, passphrase
+            answers.append(await wire.place({**BODY, "clientOid": key}, hf=False))
+    assert [a["code"] for a in answers] == ["200000", "200000"]

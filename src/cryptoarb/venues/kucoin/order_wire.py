@@ -29,7 +29,7 @@ import orjson
 import yarl
 from ccxt.base import errors as ccxt_errors
 
-from cryptoarb.venues.kucoin.signing import b64_hmac
+from cryptoarb.venues.kucoin.signing import HmacSha256, b64_hmac
 
 HF_ORDERS = "/api/v1/hf/orders"
 ORDERS = "/api/v1/orders"
@@ -77,14 +77,14 @@ class _Connection(asyncio.Protocol):
         """``data``: a whole request serialised by the caller; with ``as_post``, h11 is told a body-less POST
         went out, which is all it needs to read the answer (method, HTTP/1.1, keep-alive)."""
         assert self.transport is not None
+        if on_write is not None:
+            on_write(len(data))
+        self.transport.write(data)  # first: no answer can be read before this returns to the loop
         if as_post:
             self.h11.send(_POST)
             self.h11.send(h11.EndOfMessage())
         self.answer = loop.create_future()
         self._head, self._body = None, bytearray()
-        if on_write is not None:
-            on_write(len(data))
-        self.transport.write(data)
         return self.answer
 
     def data_received(self, data: bytes) -> None:
@@ -143,7 +143,10 @@ class OrderWire:
     def __init__(self, exchange: Any, timeout_s: float) -> None:
         self._ex = exchange
         self._timeout_s = timeout_s
+        # built from the credentials once, and again if they change on the exchange object
+        self._credentials: tuple[Any, Any, Any] | None = None
         self._passphrase: str | None = None  # HMAC of the passphrase (key version 2): the same for every request
+        self._signer: HmacSha256 | None = None
         self._heads: dict[str, bytes] = {}  # per order path: request line and the fixed headers
         self._connections: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = None
@@ -192,22 +195,27 @@ class OrderWire:
     async def place(self, body: dict[str, str], *, hf: bool) -> dict[str, Any]:
         """Send one order; KuCoin's JSON answer, or the ccxt exception a ccxt call would raise."""
         ex = self._ex
-        ex.check_required_credentials()
         path = HF_ORDERS if hf else ORDERS
         data = orjson.dumps(body)
-        ts = str(int(time.time() * 1000))
+        ts = b"%d" % int(time.time() * 1000)
+        if (ex.apiKey, ex.secret, ex.password) != self._credentials:
+            self._signed_by_new_credentials()
         head = self._heads.get(path) or self._head_for(path)
-        sign = b64_hmac(ex.secret, ts + "POST" + path + data.decode())  # as ccxt: the endpoint, not the base path
+        assert self._signer is not None  # made with the head
+        sign = self._signer.b64(ts + b"POST" + path.encode() + data)  # as ccxt: the endpoint, not the base path
         request = b"%sContent-Length: %d\r\nKC-API-TIMESTAMP: %s\r\nKC-API-SIGN: %s\r\n\r\n%s" % (
-            head, len(data), ts.encode(), sign.encode(), data)
+            head, len(data), ts, sign, data)
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
         conn = next((c for c in self._connections if c.idle), None)
         try:
-            async with asyncio.timeout(self._timeout_s):
-                if conn is None:
+            # on a kept connection the bytes go out first; the timeout's timer is set after them
+            answer = None if conn is None else conn.send_raw(request, loop, self.on_write, as_post=True)
+            async with asyncio.timeout_at(deadline):
+                if answer is None:
                     conn = await self._connect()
                     self._connections.append(conn)
-                answer = conn.send_raw(request, loop, self.on_write, as_post=True)
+                    answer = conn.send_raw(request, loop, self.on_write, as_post=True)
                 status, reason, response_headers, raw = await answer
         except TimeoutError as exc:
             if conn is not None:
@@ -241,9 +249,12 @@ class OrderWire:
         """The request line and the headers that are the same for every order (built once, checked once:
         what h11 would refuse to send is refused here)."""
         ex = self._ex
+        ex.check_required_credentials()  # before the first order on this path; the head holds them from then on
         url = self._url()
         if self._passphrase is None:
             self._passphrase = b64_hmac(ex.secret, ex.password)
+        if self._signer is None:
+            self._signer = HmacSha256(ex.secret)
         fields = [("Host", _host(url)), ("User-Agent", USER_AGENT),
                   ("Content-Type", "application/json"), ("KC-API-KEY", ex.apiKey),
                   ("KC-API-PASSPHRASE", self._passphrase), ("KC-API-KEY-VERSION", "2")]
@@ -254,6 +265,12 @@ class OrderWire:
         head = f"POST {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
         self._heads[path] = head.encode()
         return self._heads[path]
+
+    def _signed_by_new_credentials(self) -> None:
+        ex = self._ex
+        self._credentials = (ex.apiKey, ex.secret, ex.password)
+        self._passphrase = self._signer = None
+        self._heads.clear()
 
     async def _connect(self) -> _Connection:
         url = self._url()

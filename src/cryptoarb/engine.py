@@ -174,7 +174,7 @@ class Engine:
             max_input = min(max_input, self._inventory_cap(cycle))
         self._seq += 1
         result = size_cycle(cycle, self.books, now, max_input, usd, self.freshness,
-                            opportunity_id=f"op{self._seq:07d}-c{cycle.id}")
+                            opportunity_id=f"op{self._seq:07d}-c{cycle.id}", net_return_bps=net_return_bps)
         if isinstance(result, Rejection):
             self._reject(cycle, result.reason, result.detail, net_return_bps, now)
             return

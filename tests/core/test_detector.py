@@ -8,6 +8,7 @@ import pytest
 
 from cryptoarb.core.detector import NUMPY_MIN_CYCLES, Candidate, Detector
 from cryptoarb.core.graph import enumerate_cycles, index_by_market
+from cryptoarb.core.sizing import top_return_bps
 from cryptoarb.model import Side
 
 
@@ -189,3 +190,27 @@ def test_candidate_is_a_frozen_value(triangle):
     candidate = Candidate(triangle[0], 12.5)
     with pytest.raises(AttributeError):
         candidate.net_return_bps = 1.0  # type: ignore[misc]
+
+
+def test_the_detectors_return_is_the_one_sizing_reports(market, books):
+    """The engine hands each candidate's return to sizing rather than computing it again on the order path:
+    the two figures must be the same, fee currency by fee currency."""
+    rng = random.Random(5)
+    markets = [market("BTC", "USDT"), market("ETH", "USDT", fee="0.002"),
+               market("ETH", "BTC", fee_currency="received"), market("KCS", "BTC", fee="0.0008"),
+               market("KCS", "USDT", fee_currency="received", fee="0.0015"), market("KCS", "ETH")]
+    cycles = enumerate_cycles(markets, 4, {"USDT", "BTC"})
+    detector = Detector(cycles, min_return_bps=-10_000.0)
+    fair = {"USDT": 1.0, "BTC": 60_000.0, "ETH": 3_000.0, "KCS": 10.0}
+    for _ in range(50):
+        quotes = {}
+        for m in markets:
+            mid = fair[m.base] / fair[m.quote] * (1 + rng.gauss(0, 0.01))
+            quotes[m.key] = (((mid * 0.999, 1.0),), ((mid * 1.001, 1.0),))
+        store = books(quotes)
+        hits = {}
+        for book in store:
+            hits.update({c.cycle.id: c.net_return_bps for c in detector.update_book(book)})
+        assert len(hits) == len(cycles)
+        for cycle in cycles:
+            assert hits[cycle.id] == pytest.approx(top_return_bps(cycle, store), rel=1e-9, abs=1e-9)

@@ -961,6 +961,7 @@ def size_cycle(
     *,
     max_evals: int = MAX_EVALS,
     tolerance: Decimal | None = None,
+    net_return_bps: float | None = None,
 ) -> Opportunity | Rejection:
     """Size ``cycle`` on the current books: the most profitable exact plan whose first order holds at most
     ``max_input`` when it is placed (a first BUY: its size at its limit price, with the fee in quote; its
@@ -972,8 +973,11 @@ def size_cycle(
     The plan's profit is within ``tolerance`` (start asset) of the best exact plan; by default half
     the top-of-book cost of one first-leg size increment, 0 for the exact optimum. ``max_evals``
     bounds the exact evaluations (each ~20 µs) should the profit curve be very flat.
+
+    ``net_return_bps``: the cycle's :func:`top_return_bps` on these books when the caller has it (the
+    detector's figure, on the order path); computed here otherwise.
     """
-    bps = top_return_bps(cycle, books)
+    bps = top_return_bps(cycle, books) if net_return_bps is None else net_return_bps
 
     def reject(reason: RejectReason, detail: str) -> Rejection:
         return Rejection(cycle.id, cycle.path, reason, detail, bps, now)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -90,3 +90,60 @@ class _Started(Coroutine[Any, Any, Any]):
 
     def __await__(self) -> Generator[Any, Any, Any]:
         raise TypeError("driven by its task only")
+
+
+def deadline_after_first_step(awaitable: Awaitable[T], timeout_s: float) -> Awaitable[T]:
+    """``await deadline_after_first_step(aw, t)`` behaves as ``async with asyncio.timeout(t): await aw``, except
+    that the timer is set once ``aw`` has run to its first suspension, not before it starts.
+
+    On the order path that first segment writes the order; the timeout's set-up (a ``Timeout``, a timer
+    handle on the loop's heap) cost 60-80 us there when the process comes back from idling, in front of
+    the bytes (benchmarks/README.md, "cold order path"). The deadline is still ``t`` from this call, as
+    ``asyncio.timeout(t)``'s would be; expiry cancels ``aw`` and raises TimeoutError, and a cancellation
+    from elsewhere stays a cancellation, as with ``asyncio.timeout``.
+    """
+    return _AfterFirstStep(awaitable, asyncio.get_running_loop().time() + timeout_s)
+
+
+class _AfterFirstStep(Awaitable[T]):
+    __slots__ = ("_awaitable", "_when")
+
+    def __init__(self, awaitable: Awaitable[T], when: float) -> None:
+        self._awaitable = awaitable
+        self._when = when
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        inner = self._awaitable.__await__()
+        try:
+            yielded = inner.send(None)  # the first segment, with no timer yet
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        timeout = asyncio.timeout_at(self._when)
+        _at_once(timeout.__aenter__())
+        try:
+            while True:
+                try:
+                    sent = yield yielded
+                except GeneratorExit:
+                    inner.close()
+                    raise
+                except BaseException as exc:  # a cancellation (the timer's or another's) goes to the awaitable
+                    yielded = inner.throw(exc)
+                else:
+                    yielded = inner.send(sent)
+        except StopIteration as done:
+            _at_once(timeout.__aexit__(None, None, None))
+            return done.value  # type: ignore[no-any-return]
+        except BaseException as exc:
+            _at_once(timeout.__aexit__(type(exc), exc, exc.__traceback__))  # TimeoutError if the timer cancelled
+            raise
+
+
+def _at_once(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends (``Timeout``'s enter and exit) to its end, here."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("expected a coroutine that does not suspend")

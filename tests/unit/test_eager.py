@@ -8,7 +8,7 @@ import contextvars
 
 import pytest
 
-from cryptoarb.eager import eager_task
+from cryptoarb.eager import deadline_after_first_step, eager_task
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="outer")
 
@@ -116,3 +116,106 @@ async def test_errors_after_a_suspension_reach_the_awaiter() -> None:
 
     with pytest.raises(KeyError, match="later"):
         await eager_task(work())
+
+
+# -- deadline_after_first_step ----------------------------------------------------------------------------
+
+
+class TimerLog:
+    """Notes, in order, each step of the awaited coroutine and each timer the loop is asked for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[str] = []
+        call_at = loop.call_at
+
+        def noting(when, callback, *args, context=None):  # type: ignore[no-untyped-def]
+            self.events.append("timer")
+            return call_at(when, callback, *args, context=context)
+
+        monkeypatch.setattr(loop, "call_at", noting)
+
+
+async def test_the_first_step_runs_before_the_timer_is_set_and_the_result_comes_back(monkeypatch) -> None:
+    log = TimerLog(asyncio.get_running_loop(), monkeypatch)
+    gate = asyncio.get_running_loop().create_future()
+
+    async def place() -> str:
+        log.events.append("written")
+        await gate
+        return "filled"
+
+    asyncio.get_running_loop().call_soon(gate.set_result, None)
+    assert await deadline_after_first_step(place(), 5.0) == "filled"
+    assert log.events == ["written", "timer"]
+    log.events.clear()
+    async with asyncio.timeout(5.0):  # what it replaces sets its timer first
+        await place()
+    assert log.events == ["timer", "written"]
+
+
+async def test_an_awaitable_that_never_suspends_sets_no_timer(monkeypatch) -> None:
+    log = TimerLog(asyncio.get_running_loop(), monkeypatch)
+
+    async def instant() -> int:
+        return 3
+
+    assert await deadline_after_first_step(instant(), 5.0) == 3
+    assert log.events == []
+
+
+async def test_expiry_cancels_the_awaitable_and_raises_timeout_error() -> None:
+    seen: list[str] = []
+
+    async def hangs() -> None:
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    with pytest.raises(TimeoutError):
+        await deadline_after_first_step(hangs(), 0.01)
+    assert seen == ["cancelled"]
+    assert asyncio.current_task().cancelling() == 0  # the timer's cancel request is withdrawn, as timeout() does
+
+
+async def test_a_cancellation_from_elsewhere_stays_a_cancellation() -> None:
+    seen: list[str] = []
+    started = asyncio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    async def caller() -> None:
+        await deadline_after_first_step(hangs(), 60.0)
+
+    task = asyncio.get_running_loop().create_task(caller())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["cancelled"]
+
+
+async def test_errors_come_back_from_either_step_and_no_timer_outlives_the_await() -> None:
+    gate = asyncio.get_running_loop().create_future()
+
+    async def fails_at_once() -> None:
+        raise ValueError("refused")
+
+    async def fails_later() -> None:
+        await gate
+        raise KeyError("lost")
+
+    with pytest.raises(ValueError, match="refused"):
+        await deadline_after_first_step(fails_at_once(), 5.0)
+    asyncio.get_running_loop().call_soon(gate.set_result, None)
+    with pytest.raises(KeyError):
+        await deadline_after_first_step(fails_later(), 0.05)
+    await asyncio.sleep(0.1)  # past the deadline: its timer was cancelled with the await, so nothing fires
+    assert asyncio.current_task().cancelling() == 0

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptoarb.core.books import BookStore, Freshness
 from cryptoarb.core.rules import rule_violation
-from cryptoarb.eager import eager_task
+from cryptoarb.eager import deadline_after_first_step, eager_task
 from cryptoarb.execution.executor import (
     Completion,
     CycleContext,
@@ -330,8 +330,8 @@ class LiveExecutor:
         for attempt in range(self.retry_attempts):
             run.sent()
             try:
-                async with asyncio.timeout(self.order_timeout_s):
-                    result = await venue.place_order(order)
+                # the timer is set once the venue has written the order (see eager.py for why)
+                result = await deadline_after_first_step(venue.place_order(order), self.order_timeout_s)
             except Exception as exc:
                 run.failed += 1
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -7,7 +7,10 @@ loaded beside ours in the same process (both import the rest of cryptoarb from t
 must size the same ``Opportunity``; then they are timed in turns (each pass 100 calls after 20 untimed),
 and the ratio printed is the median of each turn's own ratio (the machine's speed drifts between seconds).
 
-    .venv/bin/python benchmarks/sizing_ab.py [--baseline-rev 00355eb] [--repeats 21]
+With ``--gap-ms G`` each turn is one call after spinning G ms instead: sizing as the order path meets it
+after a quiet market, with the CPU's caches given to other work (benchmarks/README.md, "cold_path").
+
+    .venv/bin/python benchmarks/sizing_ab.py [--baseline-rev 00355eb] [--repeats 21] [--gap-ms 0]
 
 The last line is one JSON object.
 """
@@ -45,7 +48,8 @@ def capture() -> tuple[tuple[Any, ...], dict[str, Any]]:
         if not captured and type(result).__name__ == "Opportunity":
             cycle, books = args[0], args[1]
             snapshot = {leg.market.key: copy.copy(books.get(leg.market.key)) for leg in cycle.legs}
-            captured.append(((cycle, snapshot, *args[2:]), kwargs))
+            # the detector's return, which older revisions do not take: both compute it themselves
+            captured.append(((cycle, snapshot, *args[2:]), {k: v for k, v in kwargs.items() if k != "net_return_bps"}))
         return result
 
     cryptoarb.engine.size_cycle = keep  # type: ignore[assignment]
@@ -75,6 +79,7 @@ def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-rev", default="00355eb", help="git revision of the baseline core/sizing.py")
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="time single calls, each after spinning this long")
     args = parser.parse_args()
     baseline = load_revision(args.baseline_rev)
     call_args, call_kwargs = capture()
@@ -84,6 +89,14 @@ def main() -> dict[str, Any]:
     for _ in range(args.repeats):
         for name, module in (("baseline", baseline), ("ours", ours)):
             size_cycle = module.size_cycle
+            if args.gap_ms:
+                spin_until = time.perf_counter() + args.gap_ms / 1000
+                while time.perf_counter() < spin_until:
+                    pass
+                t0 = time.perf_counter_ns()
+                size_cycle(*call_args, **call_kwargs)
+                times[name].append((time.perf_counter_ns() - t0) / 1000)
+                continue
             for _ in range(20):
                 size_cycle(*call_args, **call_kwargs)
             t0 = time.perf_counter_ns()
@@ -92,9 +105,9 @@ def main() -> dict[str, Any]:
             times[name].append((time.perf_counter_ns() - t0) / 100 / 1000)
     ratio = statistics.median(b / o for b, o in zip(times["baseline"], times["ours"], strict=True))
     out = {"baseline_rev": args.baseline_rev, "baseline_us": round(statistics.median(times["baseline"]), 1),
-           "ours_us": round(statistics.median(times["ours"]), 1), "ratio": round(ratio, 2)}
-    print(f"size_cycle, one opportunity: {args.baseline_rev} {out['baseline_us']} µs, this checkout "
-          f"{out['ours_us']} µs, {ratio:.2f}x")
+           "ours_us": round(statistics.median(times["ours"]), 1), "ratio": round(ratio, 2), "gap_ms": args.gap_ms}
+    print(f"size_cycle, one opportunity{f', cold (after {args.gap_ms:g} ms)' if args.gap_ms else ''}: "
+          f"{args.baseline_rev} {out['baseline_us']} µs, this checkout {out['ours_us']} µs, {ratio:.2f}x")
     print(json.dumps(out))
     return out
 

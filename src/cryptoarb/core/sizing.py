@@ -1027,12 +1027,12 @@ def size_cycle(
         return Rejection(cycle.id, cycle.path, reason, detail, bps, now)
 
     for i, leg in enumerate(cycle.legs):
-        where = f"leg {i} {leg.market.symbol}@{leg.venue}"
-        if not leg.market.enabled:
-            return reject(RejectReason.MARKET_DISABLED, f"{where}: market disabled")
-        why = tradeable(books.get(leg.market.key), now, freshness)
+        market = leg.market
+        if not market.enabled:
+            return reject(RejectReason.MARKET_DISABLED, f"leg {i} {market.symbol}@{market.venue}: market disabled")
+        why = tradeable(books.get(market.key), now, freshness)
         if why is not None:
-            return reject(RejectReason(why), f"{where}: {why.replace('_', ' ')}")
+            return reject(RejectReason(why), f"leg {i} {market.symbol}@{market.venue}: {why.replace('_', ' ')}")
     if max_input <= 0:
         return reject(RejectReason.NO_BALANCE, f"max input {max_input} {cycle.start_asset}")
     legs = _leg_books(cycle, books)

@@ -149,6 +149,21 @@ def test_a_market_reloaded_with_new_rules_is_sized_on_them_not_on_what_was_seen_
     assert isinstance(again, Opportunity) and again.profit == before.profit
 
 
+def test_a_minimum_above_the_unconstrained_best_holds_the_plan_up_to_it(triangle_markets, books):
+    """Past 1 ETH the bids pay less than the ETH costs, so the best plan sells ~1 ETH; with a 1.5 ETH minimum
+    on ETH-BTC the best plan allowed is the least one that meets it, not a rejection: every candidate near
+    the unconstrained best fails the minimum, and the search must go on to where it is met."""
+    deep_bids = ((1010.0, 1.0), (1000.0, 10.0))
+    free = size_cycle(usdt_btc_eth(triangle_markets()), triangle_books(books, eth_usdt_bids=deep_bids), NOW,
+                      D("2000"), 1.0, FRESH, tolerance=D(0))
+    assert isinstance(free, Opportunity) and free.legs[1].size <= D("1.0")
+    held = size_cycle(usdt_btc_eth(triangle_markets(**{"ETH-BTC": {"min_size": "1.5"}})),
+                      triangle_books(books, eth_usdt_bids=deep_bids), NOW, D("2000"), 1.0, FRESH, tolerance=D(0))
+    assert isinstance(held, Opportunity)
+    assert held.legs[1].size == D("1.5") and held.legs[0].size == D("0.0751")
+    assert D(0) < held.profit < free.profit
+
+
 def test_min_funds_rejection(triangle_markets, books):
     cycle = usdt_btc_eth(triangle_markets(**{"ETH-USDT": {"min_funds": "5000"}}))
     result = size_cycle(cycle, triangle_books(books), NOW, D("4000"), 1.0, FRESH)

@@ -120,6 +120,20 @@ class Cycle:
 
     id: int
     legs: tuple[Leg, ...]
+    # Worked out once, when the cycle is indexed: every opportunity reads them on the order path, where
+    # working them out again (generators over the legs) cost ~50 µs after a quiet spell (benchmarks/README.md)
+    path: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    venues: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    kind: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        legs = self.legs
+        venues = tuple(dict.fromkeys(leg.venue for leg in legs))
+        kind = "triangular" if len(venues) == 1 and len(legs) == 3 else (
+            "multi-leg" if len(venues) == 1 else "cross-exchange")
+        object.__setattr__(self, "path", (legs[0].asset_in, *(leg.asset_out for leg in legs)))
+        object.__setattr__(self, "venues", venues)
+        object.__setattr__(self, "kind", kind)
 
     @property
     def start_asset(self) -> str:
@@ -128,19 +142,6 @@ class Cycle:
     @property
     def start_venue(self) -> str:
         return self.legs[0].venue
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return (self.legs[0].asset_in, *(leg.asset_out for leg in self.legs))
-
-    @property
-    def venues(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(leg.venue for leg in self.legs))
-
-    @property
-    def kind(self) -> str:
-        return "triangular" if len(self.venues) == 1 and len(self.legs) == 3 else (
-            "multi-leg" if len(self.venues) == 1 else "cross-exchange")
 
     def describe(self) -> str:
         return " > ".join(

@@ -673,12 +673,14 @@ def _f_best_input(legs: Sequence[LegBook], max_input: float) -> float:
 
 def _f_input_cap(first: LegBook, max_input: Decimal) -> float:
     """The most a first leg can spend while its hold stays within ``max_input`` (a start for the search)."""
+    cap = float(max_input)
     if first.buy:
-        size = first._buy_size(max_input)
-        walked = None if size is None else first.levels.walk(size)
-        if walked is not None:
-            return min(float(max_input), float(walked[0] * first.in_factor))
-    return float(max_input)
+        # in floats, gridless and a hair generous: an upper bound of what any exact plan spends
+        size = _f_hold_size(first.flevels, cap / first.f_in)
+        spend = None if size is None else _f_value(first.flevels, size)
+        if spend is not None:
+            return min(cap, spend * first.f_in * (1 + _REL_SLACK))
+    return cap
 
 
 def _f_size_at_leg(legs: Sequence[LegBook], j: int, x: float) -> float | None:

@@ -164,9 +164,13 @@ class RejectReason(StrEnum):
     KILL_SWITCH = "kill_switch"
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedLeg:
-    """An order the plan will send: limit IOC at ``limit_price`` (the worst level walked)."""
+class PlannedLeg(msgspec.Struct, frozen=True):
+    """An order the plan will send: limit IOC at ``limit_price`` (the worst level walked).
+
+    A frozen msgspec Struct, as :class:`Opportunity`: both are built on the order path, between the frame
+    and the first order, where a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field)
+    cost 30-35 µs more for a three-leg plan after a quiet spell (benchmarks/README.md, "tick_to_order").
+    """
 
     venue: str
     symbol: str
@@ -182,8 +186,7 @@ class PlannedLeg:
     book_age_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class Opportunity:
+class Opportunity(msgspec.Struct, frozen=True):
     """A cycle sized on depth and rounded to the venues' rules: an executable plan.
 
     ``input`` is spent of the start asset; ``output`` is what the last leg delivers back; ``profit``

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal as D
 
+import msgspec
 import pytest
 
 from cryptoarb.core.books import BookStore, Freshness
@@ -53,8 +54,8 @@ def check(opportunity=PLAN, store=None, now=10.5, balances=RICH, mode="sequentia
 
 def with_leg(i: int, **changes) -> Opportunity:
     legs = list(PLAN.legs)
-    legs[i] = dataclasses.replace(legs[i], **changes)
-    return dataclasses.replace(PLAN, legs=tuple(legs))
+    legs[i] = msgspec.structs.replace(legs[i], **changes)
+    return msgspec.structs.replace(PLAN, legs=tuple(legs))
 
 
 def test_a_sound_plan_passes():
@@ -98,7 +99,7 @@ def test_balances_inventory_mode_needs_every_legs_input_on_its_venue():
 
 
 def test_sequential_cross_venue_leg_draws_on_that_venues_inventory():
-    cross = dataclasses.replace(PLAN, legs=(*PLAN.legs[:2], leg("B-USDT", Side.SELL, "5.05", "1.99", "B", "USDT",
+    cross = msgspec.structs.replace(PLAN, legs=(*PLAN.legs[:2], leg("B-USDT", Side.SELL, "5.05", "1.99", "B", "USDT",
                                                                venue="w")))
     assert funded_legs(cross, "sequential") == [0, 2]
     problem = check(cross, balances={("v", "USDT"): D(1000), ("v", "B"): D(10)})

@@ -97,10 +97,10 @@ def deadline_after_first_step(awaitable: Awaitable[T], timeout_s: float) -> Awai
     that the timer is set once ``aw`` has run to its first suspension, not before it starts.
 
     On the order path that first segment writes the order; the timeout's set-up (a ``Timeout``, a timer
-    handle on the loop's heap) cost 60-80 us there when the process comes back from idling, in front of
-    the bytes (benchmarks/README.md, "cold order path"). The deadline is still ``t`` from this call, as
-    ``asyncio.timeout(t)``'s would be; expiry cancels ``aw`` and raises TimeoutError, and a cancellation
-    from elsewhere stays a cancellation, as with ``asyncio.timeout``.
+    handle on the loop's heap) cost ~20 µs there, in front of the bytes, when the process comes back from
+    idling (80-95 µs to enter and leave in isolation; benchmarks/README.md, "tick_to_order"). The deadline
+    is still ``t`` from this call, as ``asyncio.timeout(t)``'s would be; expiry cancels ``aw`` and raises
+    TimeoutError, and a cancellation from elsewhere stays a cancellation, as with ``asyncio.timeout``.
     """
     return _AfterFirstStep(awaitable, asyncio.get_running_loop().time() + timeout_s)
 

@@ -889,11 +889,11 @@ def _clear_of_minimums(search: _Search, legs: Sequence[LegBook], j: int, x_cap: 
     and the evaluation budget left.
 
     Most opportunities lie well above every leg's minimum size and funds; then each candidate is the
-    tightest plan for its pivot size, the bound proves the rest, and finding the minimums' floor first
-    (the least first size each leg's rules allow, and that plan evaluated) was ~25 % of sizing's time back to
-    back and ~12 % cold (benchmarks/sizing_ab.py). Where a candidate fails a minimum, the
-    floor matters (the best plan may be held up to it), and :func:`_optimise` searches with it, reusing
-    every evaluation made here.
+    tightest plan for its pivot size, the bound proves the rest, and finding the minimums' floor first (the
+    least first size each leg's rules allow, and that plan evaluated) was ~25 % of sizing's time back to
+    back and ~12 % cold (benchmarks/sizing_ab.py). Where a candidate fails a minimum, the floor matters
+    (the best plan may be held up to it), and :func:`_optimise` searches with it, reusing every evaluation
+    made here.
     """
     _, t_to, levels = piece
     hi = math.inf if t_to == math.inf else math.floor(t_to / float(legs[j].inc)) + 1

@@ -49,9 +49,9 @@ class HmacSha256:
     """``b64_hmac`` for one secret, with the key's inner and outer hash states computed once.
 
     The order path signs one request after idling for as long as the market is quiet, when nothing of it is
-    in the CPU's caches. There, ``hmac.new`` through OpenSSL took 70-100 us for 2-3 us of hashing (its
+    in the CPU's caches. There, ``hmac.new`` through OpenSSL took 75-85 µs for 2-3.5 µs of hashing (its
     provider lookup, context set-up and dispatch are a lot of code to fetch); these precomputed states on
-    CPython's compact built-in SHA-256 took ~40 us (benchmarks/README.md, "cold order path").
+    CPython's compact built-in SHA-256 take 22-27 µs (benchmarks/cold_path.py, benchmarks/README.md).
     """
 
     __slots__ = ("_inner", "_outer")

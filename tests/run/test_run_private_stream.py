@@ -456,7 +456,6 @@ async def test_an_order_sent_as_the_stream_is_lost_is_looked_up_at_once_not_at_t
     assert time.monotonic() - started < 5.0  # the drain's own limit: the order did not sit out a poll
 
 
-
 async def test_orders_wait_for_their_push_again_once_the_stream_is_back(faulty_live: Any) -> None:
     fv, engine, venue, events = faulty_live
     executor = engine.executor

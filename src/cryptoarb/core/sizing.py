@@ -882,6 +882,13 @@ class _Pivot:
 _MINIMUMS = (RejectReason.BELOW_MIN_SIZE, RejectReason.BELOW_MIN_FUNDS)
 
 
+def _grid_span(t_from: float, t_to: float, f_inc: float, k_lo: int) -> tuple[int, float]:
+    """The pivot's grid points from piece ``(t_from, t_to)``, none below ``k_lo``: a grid point either side
+    of each cut in both pieces, as the cuts are float estimates."""
+    lo = k_lo if t_from == -math.inf else max(k_lo, math.ceil(t_from / f_inc) - 1)
+    return lo, (math.inf if t_to == math.inf else math.floor(t_to / f_inc) + 1)
+
+
 def _clear_of_minimums(search: _Search, legs: Sequence[LegBook], j: int, x_cap: float,
                        piece: Piece, tolerance: float, floor: float, max_evals: int) -> tuple[Plan | None, int]:
     """The search of a single concave piece without first finding the least plan the minimums allow: the
@@ -895,10 +902,10 @@ def _clear_of_minimums(search: _Search, legs: Sequence[LegBook], j: int, x_cap: 
     (the best plan may be held up to it), and :func:`_optimise` searches with it, reusing every evaluation
     made here.
     """
-    _, t_to, levels = piece
-    hi = math.inf if t_to == math.inf else math.floor(t_to / float(legs[j].inc)) + 1
+    t_from, t_to, levels = piece
+    lo, hi = _grid_span(t_from, t_to, float(legs[j].inc), 0)
     run = _Pivot(search, legs, j, ZERO, 0, x_cap, 0.0, tolerance, floor, max_evals)
-    settled = run.piece(0, hi, levels)
+    settled = run.piece(lo, hi, levels)
     if not settled or run.below_minimums or search.best is None:
         return None, run.budget
     return search.best, run.budget
@@ -944,9 +951,7 @@ def _optimise(legs: Sequence[LegBook], max_input: Decimal, max_evals: int, toler
     run = _Pivot(search, legs, j, n_lo, k_lo, x_cap, float(lowest.input), tolerance, floor, max_evals)
     pieces: list[tuple[int, float, dict[int, int]]] = []
     for t_from, t_to, levels in cuts:
-        # a grid point either side of each cut in both pieces: the cuts are float estimates
-        lo = k_lo if t_from == -math.inf else max(k_lo, math.ceil(t_from / f_inc) - 1)
-        hi = math.inf if t_to == math.inf else math.floor(t_to / f_inc) + 1
+        lo, hi = _grid_span(t_from, t_to, f_inc, k_lo)
         if hi >= lo:
             pieces.append((lo, hi, levels))
     if len(pieces) == 1:

@@ -29,7 +29,7 @@ import orjson
 import yarl
 from ccxt.base import errors as ccxt_errors
 
-from cryptoarb.venues.kucoin.signing import HmacSha256, b64_hmac
+from cryptoarb.venues.kucoin.signing import HmacSha256
 
 HF_ORDERS = "/api/v1/hf/orders"
 ORDERS = "/api/v1/orders"
@@ -145,7 +145,6 @@ class OrderWire:
         self._timeout_s = timeout_s
         # built from the credentials once, and again if they change on the exchange object
         self._credentials: tuple[Any, Any, Any] | None = None
-        self._passphrase: str | None = None  # HMAC of the passphrase (key version 2): the same for every request
         self._signer: HmacSha256 | None = None
         self._heads: dict[str, bytes] = {}  # per order path: request line and the fixed headers
         self._connections: list[_Connection] = []
@@ -251,13 +250,12 @@ class OrderWire:
         ex = self._ex
         ex.check_required_credentials()  # before the first order on this path; the head holds them from then on
         url = self._url()
-        if self._passphrase is None:
-            self._passphrase = b64_hmac(ex.secret, ex.password)
         if self._signer is None:
             self._signer = HmacSha256(ex.secret)
+        passphrase = self._signer.b64(ex.password.encode()).decode()  # key version 2: the passphrase is signed
         fields = [("Host", _host(url)), ("User-Agent", USER_AGENT),
                   ("Content-Type", "application/json"), ("KC-API-KEY", ex.apiKey),
-                  ("KC-API-PASSPHRASE", self._passphrase), ("KC-API-KEY-VERSION", "2")]
+                  ("KC-API-PASSPHRASE", passphrase), ("KC-API-KEY-VERSION", "2")]
         for name, value in fields:
             if not value.isascii() or not value.isprintable():
                 raise ccxt_errors.AuthenticationError(f"kucoin: {name} holds characters an HTTP header cannot carry")
@@ -269,7 +267,7 @@ class OrderWire:
     def _signed_by_new_credentials(self) -> None:
         ex = self._ex
         self._credentials = (ex.apiKey, ex.secret, ex.password)
-        self._passphrase = self._signer = None
+        self._signer = None
         self._heads.clear()
 
     async def _connect(self) -> _Connection:

@@ -94,6 +94,24 @@ def test_depth_limits_the_size_and_rounding_picks_the_smaller_plan(triangle_mark
     assert D("6.98101") - D("1.001") <= quick.profit <= D("6.98101")
 
 
+@pytest.mark.parametrize("bad", [(1005.0, 0.0), (1005.0, -3.0), (-1005.0, 3.0), (float("nan"), 3.0),
+                                 (1005.0, float("nan"))])
+def test_a_level_that_is_not_a_positive_number_is_left_out(triangle_markets, books, bad):
+    """A malformed level in a book (zero, negative or NaN) is not walked: the plan is the one the
+    book without it gives, whatever its place among the levels."""
+    cycle = usdt_btc_eth(triangle_markets())
+    clean = ((1010.0, 1.0), (1000.0, 10.0))
+    expected = size_cycle(cycle, triangle_books(books, eth_usdt_bids=clean), NOW, D("5000"), 1.0, FRESH,
+                          tolerance=D(0))
+    assert isinstance(expected, Opportunity)
+    for at in range(len(clean) + 1):
+        bids = (*clean[:at], bad, *clean[at:])
+        result = size_cycle(cycle, triangle_books(books, eth_usdt_bids=bids), NOW, D("5000"), 1.0, FRESH,
+                            tolerance=D(0))
+        assert isinstance(result, Opportunity), (at, result)
+        assert result.legs == expected.legs, at
+
+
 def test_walk_reports_worst_level_touched(triangle_markets, books):
     cycle = usdt_btc_eth(triangle_markets())
     store = triangle_books(books, eth_usdt_bids=((1010.0, 1.0), (1009.5, 10.0)))
@@ -111,6 +129,34 @@ def test_max_input_caps_the_cycle_input(triangle_markets, books):
         assert isinstance(result, Opportunity)
         assert result.input <= cap
         assert cap - result.input < D("20000") * D("0.0001") * D("1.001")  # within one first-leg increment
+
+
+@pytest.mark.parametrize("two_levels", [False, True])
+def test_where_max_input_binds_no_first_size_past_it_is_evaluated(triangle_markets, books, monkeypatch, two_levels):
+    """Each exact evaluation is ~65 µs on a cold order path: the search knows the first leg's last grid point
+    within max input and never evaluates one past it, where the float estimate of the best size often lands."""
+    from cryptoarb.core import sizing
+
+    holds: list[D] = []
+    forward = sizing._forward
+
+    def counting(legs, first_size):
+        plan = forward(legs, first_size)
+        if isinstance(plan, Plan):
+            holds.append(plan.legs[0].hold)
+        return plan
+
+    monkeypatch.setattr(sizing, "_forward", counting)
+    cycle = usdt_btc_eth(triangle_markets())
+    store = (two_level_eth_btc(books, btc_usdt=(((19_990.0, 1.0),), ((20_000.0, 0.05), (20_010.0, 1.0))))
+             if two_levels else triangle_books(books))
+    for cap in (D("150"), D("777.77"), D("1998.9"), D("2000")):
+        holds.clear()
+        result = size_cycle(cycle, store, NOW, cap, 1.0, FRESH)
+        assert isinstance(result, Opportunity)
+        assert holds and max(holds) <= cap, (cap, holds)
+        exact = size_cycle(cycle, store, NOW, cap, 1.0, FRESH, tolerance=D(0))
+        assert isinstance(exact, Opportunity) and exact.legs[0].size * exact.legs[0].limit_price * D("1.001") <= cap
 
 
 @pytest.mark.parametrize(("cap", "reason"), [

@@ -683,6 +683,21 @@ def _f_input_cap(first: LegBook, max_input: Decimal) -> float:
     return cap
 
 
+def _first_leg_grid_end(first: LegBook, max_input: Decimal) -> float:
+    """The first leg's first grid point (in increments) whose order would hold more than ``max_input``; inf
+    when no size the book holds does.
+
+    The search needs no evaluation to know that every grid point from there fails the cap (a BUY's hold, its
+    size at its limit price, grows with its size). Where the cap binds, as it does for most real
+    opportunities, the float estimate of the best size often lands one increment past it, and evaluating
+    that point exactly first was a third of sizing's time (benchmarks/sizing_ab.py).
+    """
+    if not first.buy:
+        return int(max_input // first.inc) + 1
+    size = first._buy_size(max_input)
+    return math.inf if size is None else int(size // first.inc) + 1
+
+
 def _f_size_at_leg(legs: Sequence[LegBook], j: int, x: float) -> float | None:
     size = legs[0].f_size_of_in_capped(x)
     for leg in legs[1:j + 1]:
@@ -818,7 +833,7 @@ class _Pivot:
     """The search on the pivot leg's grid: exact candidates, one concave piece of the bound at a time."""
 
     def __init__(self, search: _Search, legs: Sequence[LegBook], j: int, n_lo: Decimal, k_lo: int, x_cap: float,
-                 least_input: float, tolerance: float, floor: float, max_evals: int) -> None:
+                 least_input: float, tolerance: float, floor: float, max_evals: int, k_end: float) -> None:
         self.search = search
         self.legs = legs
         self.j = j
@@ -831,7 +846,8 @@ class _Pivot:
         self.tolerance = tolerance
         self.floor = floor
         self.budget = max_evals
-        self.k_fail = math.inf  # the first grid point found past the book or max input: so is every one after
+        # the first grid point known past the book or max input: so is every one after
+        self.k_fail = k_end
         self.below_minimums = False  # a candidate failed a minimum (size or funds)
 
     def candidate(self, k: int) -> Plan | LegFailure | None:
@@ -848,7 +864,7 @@ class _Pivot:
         x_star = _f_best_input(views, self.x_cap)
         t_star = _f_size_at_leg(views, self.j, x_star)
         k = int(t_star / self.f_inc) if t_star is not None else self.k_lo
-        return int(min(max(lo, k), hi)), _REL_SLACK * max(x_star, self.least_input, 1e-300)
+        return int(min(max(lo, k), hi, self.k_fail - 1)), _REL_SLACK * max(x_star, self.least_input, 1e-300)
 
     def piece(self, lo: int, hi: float, levels: Mapping[int, int]) -> bool:
         """Evaluate grid points of [lo, hi] outward from where its concave bound peaks, the side with the
@@ -889,8 +905,8 @@ def _grid_span(t_from: float, t_to: float, f_inc: float, k_lo: int) -> tuple[int
     return lo, (math.inf if t_to == math.inf else math.floor(t_to / f_inc) + 1)
 
 
-def _clear_of_minimums(search: _Search, legs: Sequence[LegBook], j: int, x_cap: float,
-                       piece: Piece, tolerance: float, floor: float, max_evals: int) -> tuple[Plan | None, int]:
+def _clear_of_minimums(search: _Search, legs: Sequence[LegBook], j: int, x_cap: float, piece: Piece,
+                       tolerance: float, floor: float, max_evals: int, k_end: float) -> tuple[Plan | None, int]:
     """The search of a single concave piece without first finding the least plan the minimums allow: the
     best plan, or None when a candidate met a minimum (or none was found) and the full search must decide;
     and the evaluation budget left.
@@ -904,7 +920,7 @@ def _clear_of_minimums(search: _Search, legs: Sequence[LegBook], j: int, x_cap: 
     """
     t_from, t_to, levels = piece
     lo, hi = _grid_span(t_from, t_to, float(legs[j].inc), 0)
-    run = _Pivot(search, legs, j, ZERO, 0, x_cap, 0.0, tolerance, floor, max_evals)
+    run = _Pivot(search, legs, j, ZERO, 0, x_cap, 0.0, tolerance, floor, max_evals, k_end)
     settled = run.piece(lo, hi, levels)
     if not settled or run.below_minimums or search.best is None:
         return None, run.budget
@@ -925,11 +941,12 @@ def _optimise(legs: Sequence[LegBook], max_input: Decimal, max_evals: int, toler
     """
     search = _Search(legs, max_input)
     j = _pivot(legs)
+    k_end = _first_leg_grid_end(legs[0], max_input) if j == 0 else math.inf
     x_cap = _f_input_cap(legs[0], max_input)
     t_hi = _f_size_at_leg(legs, j, x_cap)  # no exact plan within max input trades more on the pivot
     cuts = _pieces(legs, j, math.inf if t_hi is None else t_hi)
     if len(cuts) == 1:
-        found, max_evals = _clear_of_minimums(search, legs, j, x_cap, cuts[0], tolerance, floor, max_evals)
+        found, max_evals = _clear_of_minimums(search, legs, j, x_cap, cuts[0], tolerance, floor, max_evals, k_end)
         if found is not None:
             return found
     floors = []
@@ -948,7 +965,7 @@ def _optimise(legs: Sequence[LegBook], max_input: Decimal, max_evals: int, toler
         return lowest
     f_inc = float(legs[j].inc)
     k_lo = int(lowest.legs[j].size // legs[j].inc)
-    run = _Pivot(search, legs, j, n_lo, k_lo, x_cap, float(lowest.input), tolerance, floor, max_evals)
+    run = _Pivot(search, legs, j, n_lo, k_lo, x_cap, float(lowest.input), tolerance, floor, max_evals, k_end)
     pieces: list[tuple[int, float, dict[int, int]]] = []
     for t_from, t_to, levels in cuts:
         lo, hi = _grid_span(t_from, t_to, f_inc, k_lo)

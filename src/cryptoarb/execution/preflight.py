@@ -59,33 +59,35 @@ def needs(opportunity: Opportunity, markets: Mapping[MarketKey, Market], mode: s
     return dict(out)
 
 
+def _failure(i: int, leg: PlannedLeg, reason: RejectReason | str, detail: str) -> PreflightFailure:
+    # the leg's name is formatted only for a refusal: preflight runs on the order path, before the first order
+    return PreflightFailure(i, reason, f"leg {i} {leg.side.value} {leg.symbol}@{leg.venue}: {detail}")
+
+
 def preflight(opportunity: Opportunity, markets: Mapping[MarketKey, Market], books: BookStore, now: float,
               freshness: Freshness, available: Callable[[str, str], Decimal], mode: str = "sequential",
               ) -> PreflightFailure | None:
     """The first problem that rules the plan out, or None when every leg may be sent."""
     for i, leg in enumerate(opportunity.legs):
-        where = f"leg {i} {leg.side.value} {leg.symbol}@{leg.venue}"
         market = markets.get((leg.venue, leg.symbol))
         if market is None:
-            return PreflightFailure(i, RejectReason.MARKET_DISABLED, f"{where}: unknown market")
+            return _failure(i, leg, RejectReason.MARKET_DISABLED, "unknown market")
         if not market.enabled:
-            return PreflightFailure(i, RejectReason.MARKET_DISABLED, f"{where}: market disabled")
+            return _failure(i, leg, RejectReason.MARKET_DISABLED, "market disabled")
         why = tradeable(books.get(market.key), now, freshness)
         if why is not None:
-            return PreflightFailure(i, RejectReason(why), f"{where}: {why.replace('_', ' ')}")
+            return _failure(i, leg, RejectReason(why), why.replace("_", " "))
         if leg.limit_price <= 0 or leg.limit_price % market.price_tick != 0:
-            return PreflightFailure(i, PRICE_OFF_TICK,
-                                    f"{where}: price {leg.limit_price} is not a multiple of {market.price_tick}")
+            return _failure(i, leg, PRICE_OFF_TICK, f"price {leg.limit_price} is not a multiple of {market.price_tick}")
         if leg.size <= 0 or leg.size % market.size_increment != 0:
-            return PreflightFailure(i, SIZE_OFF_INCREMENT,
-                                    f"{where}: size {leg.size} is not a multiple of {market.size_increment}")
+            return _failure(i, leg, SIZE_OFF_INCREMENT,
+                            f"size {leg.size} is not a multiple of {market.size_increment}")
         if leg.size < market.min_size:
-            return PreflightFailure(i, RejectReason.BELOW_MIN_SIZE,
-                                    f"{where}: size {leg.size} < min size {market.min_size}")
+            return _failure(i, leg, RejectReason.BELOW_MIN_SIZE, f"size {leg.size} < min size {market.min_size}")
         funds = leg.size * leg.limit_price
         if funds < market.min_funds:
-            return PreflightFailure(i, RejectReason.BELOW_MIN_FUNDS,
-                                    f"{where}: funds {funds} < min funds {market.min_funds} {market.quote}")
+            return _failure(i, leg, RejectReason.BELOW_MIN_FUNDS,
+                            f"funds {funds} < min funds {market.min_funds} {market.quote}")
     for (venue, asset), need in needs(opportunity, markets, mode).items():
         have = available(venue, asset)
         if have < need:

@@ -152,6 +152,9 @@ class RunSettings(_Section):
         0.05, ge=0, description="collect the young generation this often (bounds each pause; 0: automatic)")
     view_interval_s: float = Field(
         1.0, gt=0, description="refresh period of the live terminal view (each refresh renders on the loop)")
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        "asyncio", description="the event loop: asyncio's (from a market frame to its order on the wire it "
+        "measured faster than uvloop, benchmarks/README.md) or uvloop")
 
 
 class NotifySettings(_Section):

@@ -152,7 +152,7 @@ def run_command(
 ) -> None:
     """Stream a venue and trade it: paper by default, live with --live.
 
-    One event loop (uvloop when installed) runs the REST scanner (every run.scan_interval_s), the market
+    One event loop (asyncio, or uvloop: run.event_loop) runs the REST scanner (every run.scan_interval_s), the market
     data (ticker:all for every pair, depth for the watchlist), detection, risk, the executor, storage,
     notifiers, the live view and a local status endpoint (127.0.0.1:run.status_port: /status, /metrics).
     The watchlist is written atomically to run.watchlist_file. SIGINT / SIGTERM stop cleanly: no new

@@ -797,16 +797,28 @@ class RunApp:
 
 
 def run_app(app: RunApp) -> RunSummary:
-    """Run ``app`` on a fresh event loop: uvloop when installed, else asyncio's."""
-    return run_coroutine(app.run())
+    """Run ``app`` on a fresh event loop of the kind its settings name (``run.event_loop``)."""
+    return run_coroutine(app.run(), app.settings.run.event_loop)
 
 
-def run_coroutine(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        factory = None
-    else:
+def run_coroutine(coro: Any, event_loop: str = "asyncio") -> Any:
+    """Run ``coro`` to its end on a fresh ``asyncio`` or ``uvloop`` event loop.
+
+    asyncio's is the default: from the market frame that completes an opportunity to its first order on the
+    wire, uvloop measured 1-11 % slower at the median in every alternating pair against the sim-server
+    (benchmarks/README.md, "tick_to_order", fifth session), though faster with no sockets in between.
+    """
+    factory = None
+    if event_loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # uvloop is a dependency everywhere but Windows
+            coro.close()
+            raise RunError("run.event_loop is 'uvloop' but uvloop is not installed (it does not run on "
+                           "Windows); set it to 'asyncio'") from None
         factory = uvloop.new_event_loop
+    elif event_loop != "asyncio":
+        coro.close()
+        raise RunError(f"run.event_loop must be 'asyncio' or 'uvloop', not {event_loop!r}")
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(coro)

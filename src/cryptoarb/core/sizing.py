@@ -58,6 +58,7 @@ from cryptoarb.core.detector import buy_weight, fee_log, return_bps, sell_weight
 from cryptoarb.model import (
     Cycle,
     Leg,
+    Market,
     MarketKey,
     Opportunity,
     PlannedLeg,
@@ -268,6 +269,11 @@ _LEG_CONSTANTS: dict[int, _LegConstants] = {}
 _LEG_CONSTANTS_MAX = 100_000  # cycles are indexed once, so this is only reached if markets are reloaded often
 
 
+def _leg_name(index: int, market: Market) -> str:
+    """How failure details name a leg; formatted only for a failure (sizing runs on the order path)."""
+    return f"leg {index} {market.symbol}@{market.venue}"
+
+
 def _leg_constants(leg: Leg) -> _LegConstants:
     found = _LEG_CONSTANTS.get(id(leg))
     if found is None or found.leg is not leg:
@@ -407,8 +413,7 @@ class LegBook:
         return LegFill(self.leg, size, worst, amount_in, out, notional, fee, self.fee_asset, hold)
 
     def _fail(self, reason: RejectReason, detail: str) -> LegFailure:
-        where = f"leg {self.index} {self.market.symbol}@{self.market.venue}"
-        return LegFailure(self.index, reason, f"{where}: {detail}")
+        return LegFailure(self.index, reason, f"{_leg_name(self.index, self.market)}: {detail}")
 
     # -- backward: the least that reaches a size ----------------------------------------------------
     def _input_for_size(self, size: Decimal) -> Decimal | None:
@@ -596,7 +601,7 @@ def _leg_books(cycle: Cycle, books: BookSource) -> list[LegBook] | LegFailure:
     for i, leg in enumerate(cycle.legs):
         book = books.get(leg.market.key)
         if book is None:
-            return LegFailure(i, RejectReason.STALE_BOOK, f"leg {i} {leg.market.symbol}@{leg.venue}: no book")
+            return LegFailure(i, RejectReason.STALE_BOOK, f"{_leg_name(i, leg.market)}: no book")
         out.append(LegBook(leg, book.bids if leg.side is Side.SELL else book.asks, i))
     return out
 
@@ -683,19 +688,25 @@ def _f_input_cap(first: LegBook, max_input: Decimal) -> float:
     return cap
 
 
-def _first_leg_grid_end(first: LegBook, max_input: Decimal) -> float:
-    """The first leg's first grid point (in increments) whose order would hold more than ``max_input``; inf
-    when no size the book holds does.
+def _first_leg_cap(first: LegBook, max_input: Decimal) -> tuple[float, float]:
+    """What :func:`_f_input_cap` gives, worked out exactly, and the first leg's first grid point (in
+    increments) whose order would hold more than ``max_input`` (inf when no size the book holds does).
 
-    The search needs no evaluation to know that every grid point from there fails the cap (a BUY's hold, its
-    size at its limit price, grows with its size). Where the cap binds, as it does for most real
-    opportunities, the float estimate of the best size often lands one increment past it; evaluating that
-    point exactly first made sizing 1.14x slower back to back and 1.19x cold (benchmarks/sizing_ab.py).
+    With the first leg as the pivot, the search needs no evaluation to know that every grid point from there
+    fails the cap (a BUY's hold, its size at its limit price, grows with its size). Where the cap binds, as
+    it does for most real opportunities, the float estimate of the best size often lands one increment past
+    it; evaluating that point exactly first made sizing 1.14x slower back to back and 1.19x cold
+    (benchmarks/sizing_ab.py).
     """
+    cap = float(max_input)
     if not first.buy:
-        return int(max_input // first.inc) + 1
+        return cap, int(max_input // first.inc) + 1
     size = first._buy_size(max_input)
-    return math.inf if size is None else int(size // first.inc) + 1
+    walked = None if size is None else first.levels.walk(size)
+    if size is None or walked is None:
+        return cap, math.inf
+    # the most any plan within the cap spends (spending grows with size), a hair generous as a float
+    return min(cap, float(walked[0] * first.in_factor) * (1 + _REL_SLACK)), int(size // first.inc) + 1
 
 
 def _f_size_at_leg(legs: Sequence[LegBook], j: int, x: float) -> float | None:
@@ -941,8 +952,7 @@ def _optimise(legs: Sequence[LegBook], max_input: Decimal, max_evals: int, toler
     """
     search = _Search(legs, max_input)
     j = _pivot(legs)
-    k_end = _first_leg_grid_end(legs[0], max_input) if j == 0 else math.inf
-    x_cap = _f_input_cap(legs[0], max_input)
+    x_cap, k_end = _first_leg_cap(legs[0], max_input) if j == 0 else (_f_input_cap(legs[0], max_input), math.inf)
     t_hi = _f_size_at_leg(legs, j, x_cap)  # no exact plan within max input trades more on the pivot
     cuts = _pieces(legs, j, math.inf if t_hi is None else t_hi)
     if len(cuts) == 1:
@@ -1053,10 +1063,10 @@ def size_cycle(
     for i, leg in enumerate(cycle.legs):
         market = leg.market
         if not market.enabled:
-            return reject(RejectReason.MARKET_DISABLED, f"leg {i} {market.symbol}@{market.venue}: market disabled")
+            return reject(RejectReason.MARKET_DISABLED, f"{_leg_name(i, market)}: market disabled")
         why = tradeable(books.get(market.key), now, freshness)
         if why is not None:
-            return reject(RejectReason(why), f"leg {i} {market.symbol}@{market.venue}: {why.replace('_', ' ')}")
+            return reject(RejectReason(why), f"{_leg_name(i, market)}: {why.replace('_', ' ')}")
     if max_input <= 0:
         return reject(RejectReason.NO_BALANCE, f"max input {max_input} {cycle.start_asset}")
     legs = _leg_books(cycle, books)

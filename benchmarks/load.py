@@ -284,8 +284,10 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
 
 def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="cryptoarb-load-") as tmp:
-        result = run_coroutine(measure(args.child, args.sim_url, args.sim_pid, args, Path(tmp)))
-    print(json.dumps(result), flush=True)
+        # the loop `cryptoarb run` would use with these settings: --set event_loop=uvloop selects uvloop
+        event_loop = RunSettings(**dict(item.split("=", 1) for item in args.set)).event_loop
+        result = run_coroutine(measure(args.child, args.sim_url, args.sim_pid, args, Path(tmp)), event_loop)
+    print(json.dumps({**result, "event_loop": event_loop}), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ Repeats are interleaved (ours, ccxt, ours, ...) so machine load hits both alike;
 an untimed one on the same path and is measured in thread CPU time. The times printed are medians over
 the repeats; the ratio is the median of each repeat's own ratio (ccxt / ours), since this machine's speed
 drifts by up to 2x between seconds and a pair measured moments apart sees the same drift. After the
-table, where our ticker:all time goes, and the depth50 floor: the msgspec parse of the same frames into the
-same level tuples, alone and kept per market. The last line is one JSON object.
+table, where our ticker:all time goes (the parse, then the fields and level tuples, the ``BookUpdate`` and the
+codec's call added one at a time, then ``BookStore.apply``), and the depth50 floor: the msgspec parse of the
+same frames into the same level tuples, alone and kept per market. The last line is one JSON object.
 
     .venv/bin/python benchmarks/ws_decode.py [--symbols 1250] [--repeats 11]
 """
@@ -161,6 +162,26 @@ def parse_only(frames: list[bytes]) -> None:
         parse(raw)
 
 
+def parse_levels(frames: list[bytes]) -> None:
+    """The parse, then the fields read and made into the update's level tuples, inline (no codec call)."""
+    parse = msgspec.json.Decoder(_TickerFrame, strict=False).decode
+    for raw in frames:
+        d = parse(raw).data
+        b, bs, a, az = d.bestBid, d.bestBidSize, d.bestAsk, d.bestAskSize
+        _ = ((b, bs),) if b and bs else (), ((a, az),) if a and az else ()
+
+
+def parse_update(frames: list[bytes]) -> None:
+    """The codec's ticker branch inline: the parse, the level tuples and the ``BookUpdate``, with no call."""
+    parse = msgspec.json.Decoder(_TickerFrame, strict=False).decode
+    for raw in frames:
+        m = parse(raw)
+        d = m.data
+        b, bs, a, az = d.bestBid, d.bestBidSize, d.bestAsk, d.bestAskSize
+        BookUpdate("kucoin", m.subject, ((b, bs),) if b and bs else (), ((a, az),) if a and az else (),
+                   d.sequence, d.time, 1.0)
+
+
 class DepthFloor:
     """The msgspec parse of depth frames into the codec's Struct (the engine's level tuples), alone and then
     kept per market as a book store keeps the latest snapshot: the floor under any decode + apply that
@@ -285,11 +306,15 @@ def run_all(repeats: int, ticks: list[bytes], depth: list[bytes], l2: list[bytes
         out[f"ours_{name}_us"] = round(ours_us, 3)
         out[f"ccxt_{name}_us"] = round(ccxt_us, 3)
         out[f"{name}_ratio"] = round(ratio, 2)
-    parse_us, decode_us, total_us = interleaved(
-        ticks, [(nop, parse_only), (nop, ours_ticks.decode_only), (nop, ours_ticks.run)], repeats)
-    print(f"ticker_all, ours: msgspec parse {parse_us:.3f} µs, + BookUpdate {decode_us - parse_us:.3f} µs, "
+    parse_us, levels_us, update_us, decode_us, total_us = interleaved(
+        ticks, [(nop, parse_only), (nop, parse_levels), (nop, parse_update), (nop, ours_ticks.decode_only),
+                (nop, ours_ticks.run)], repeats)
+    print(f"ticker_all, ours: msgspec parse {parse_us:.3f} µs, + fields and level tuples {levels_us - parse_us:.3f}"
+          f" µs, + BookUpdate {update_us - levels_us:.3f} µs, + the codec's call {decode_us - update_us:.3f} µs, "
           f"+ BookStore.apply {total_us - decode_us:.3f} µs")
     out["ours_ticker_all_parse_us"] = round(parse_us, 3)
+    out["ours_ticker_all_levels_us"] = round(levels_us, 3)
+    out["ours_ticker_all_update_us"] = round(update_us, 3)
     out["ours_ticker_all_decode_us"] = round(decode_us, 3)
     floor = DepthFloor()
     floor.parse_and_hold(depth)

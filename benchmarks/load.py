@@ -24,7 +24,10 @@ process), ``naive`` (pandas over every pair on the loop: see :class:`NaivePandas
 
     .venv/bin/python benchmarks/load.py [--duration 60] [--warmup 5] [--variants ours,naive]
                                         [--pairs 1250] [--ticker-hz 10] [--watchlist 100] [--max-legs 3]
-                                        [--tty-view]
+                                        [--tty-view] [--set KEY=VALUE ...]
+
+``--set`` overrides a ``[run]`` setting of the engine; ``--set event_loop=uvloop`` runs the child on uvloop
+(asyncio's loop by default, as ``cryptoarb run``).
 
 The last line printed is one JSON object (``loop_lag_p99_ms``, ``loop_lag_max_ms``, ``messages_per_s``,
 ``dropped``, ``reconnects``, ``naive_loop_lag_p99_ms``, ...).

@@ -16,7 +16,10 @@ view instead). After start-up and ``--warmup`` seconds, a ``--duration`` window 
 - reconnects (client side) and connections the server cut (slow consumer, faults);
 - CPU of the engine process (plus its scan worker in ``process`` mode) and of the simulator;
 - the noise floor: an idle event loop in another process, probed the same way over the same window (the
-  machine is shared: what an idle loop sees, ours sees too).
+  machine is shared: what an idle loop sees, ours sees too);
+- how long a descriptor that became readable waits for the engine's loop (``reaction``): another process
+  writes its monotonic clock into a pipe every 10 ms and the engine's loop notes how late it reads each
+  stamp, the path a market frame takes (the lag probe's timer is rounded by the loop's own timer code).
 
 Variants: ``ours`` (the configured scan: bounded slices on the loop), ``process`` (the scan in a worker
 process), ``naive`` (pandas over every pair on the loop: see :class:`NaivePandasEvaluator`).
@@ -43,6 +46,7 @@ import multiprocessing
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -156,6 +160,49 @@ def start_floor_probe(duration: float) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-c", FLOOR_PROBE, str(duration)], stdout=subprocess.PIPE, text=True)
 
 
+REACTION_WRITER = """
+import os, struct, sys, time
+fd, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    time.sleep(0.01)
+    os.write(fd, struct.pack("=q", time.monotonic_ns()))
+"""
+
+
+class ReactionProbe(asyncio.Protocol):
+    """How long a descriptor that became readable waits for the engine's loop, as a market frame does.
+
+    Another process writes its monotonic clock (shared by every process on Linux) into a pipe every 10 ms;
+    this protocol, on the engine's loop, notes how much later it is handed each stamp. Unlike the lag probe's
+    timer, this is the path a frame takes: epoll says the descriptor is ready, and the loop gets to it after
+    whatever it was already running.
+    """
+
+    def __init__(self) -> None:
+        self.delays_us: list[float] = []
+        self._pending = b""
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        pending = self._pending + data
+        whole = len(pending) - len(pending) % 8
+        self.delays_us.extend((now - stamp) / 1000 for (stamp,) in struct.iter_unpack("=q", pending[:whole]))
+        self._pending = pending[whole:]
+
+    def percentile_ms(self, q: float) -> float | None:
+        return round(float(np.percentile(self.delays_us, q)) / 1000, 3) if self.delays_us else None
+
+
+async def start_reaction_probe(duration: float) -> tuple[ReactionProbe, asyncio.BaseTransport, subprocess.Popen[str]]:
+    read_fd, write_fd = os.pipe()
+    probe = ReactionProbe()
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(lambda: probe, os.fdopen(read_fd, "rb", 0))
+    writer = subprocess.Popen([sys.executable, "-c", REACTION_WRITER, str(write_fd), str(duration)],
+                              pass_fds=(write_fd,), text=True)
+    os.close(write_fd)
+    return probe, transport, writer
+
+
 def cpu_seconds(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -217,6 +264,7 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
         startup_lag_max = app.lag.max_ms
         async with aiohttp.ClientSession() as http:
             floor = start_floor_probe(args.duration)
+            reaction, reaction_pipe, reaction_writer = await start_reaction_probe(args.duration)
             lag = LoopLagMonitor()
             lag_task = asyncio.create_task(lag.run())
             md0 = app.market_data.stats()["totals"]
@@ -227,6 +275,8 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
             c1, w1, s1, x1 = time.process_time(), time.monotonic(), cpu_seconds(sim_pid), worker_cpu()
             m1, u1, scans1 = app.messages, app.engine.counters.updates, app.scanner.stats.scans
             lag_task.cancel()
+            reaction_pipe.close()
+            reaction_writer.wait(timeout=60)
             md1 = app.market_data.stats()["totals"]
             scan_ms = list(app.scanner.stats.durations_ms[-(scans1 - scans0):]) if scans1 > scans0 else []
             # drops: everything the server queued for our ticker:all connection by now must arrive; freeze
@@ -269,6 +319,9 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
         "loop_lag_p999_ms": round(lag.percentile(99.9), 3), "loop_lag_max_ms": round(lag.max_ms, 3),
         "lag_samples": lag.samples, "idle_loop_lag_p99_ms": round(idle.get("p99", float("nan")), 3),
         "idle_loop_lag_max_ms": round(idle.get("max", float("nan")), 3),
+        "reaction_p50_ms": reaction.percentile_ms(50), "reaction_p99_ms": reaction.percentile_ms(99),
+        "reaction_max_ms": round(max(reaction.delays_us) / 1000, 3) if reaction.delays_us else None,
+        "reaction_samples": len(reaction.delays_us),
         "startup_loop_lag_max_ms": round(startup_lag_max, 1),
         "messages_per_s": round((m1 - m0) / window, 1), "updates_per_s": round((u1 - u0) / window, 1),
         "ws_messages_per_s": round((md1["messages"] - md0["messages"]) / window, 1),
@@ -375,6 +428,8 @@ ROWS = (
     ("event-loop lag max (ms)", "loop_lag_max_ms", "{:.1f}"),
     ("  idle loop, same time: p99 (ms)", "idle_loop_lag_p99_ms", "{:.2f}"),
     ("  idle loop, same time: max (ms)", "idle_loop_lag_max_ms", "{:.1f}"),
+    ("ready pipe handled after p50 (ms)", "reaction_p50_ms", "{:.2f}"),
+    ("ready pipe handled after p99 (ms)", "reaction_p99_ms", "{:.2f}"),
     ("messages processed /s", "messages_per_s", "{:,.0f}"), ("book updates applied /s", "updates_per_s", "{:,.0f}"),
     ("messages dropped", "dropped", "{}"), ("  lost with cut connections", "lost_with_cut_connections", "{}"),
     ("  backlog at end (not lost)", "backlog_at_end", "{}"), ("reconnects", "reconnects", "{}"),
@@ -443,7 +498,8 @@ def main() -> None:
     for variant, r in results.items():
         prefix = "" if variant == "ours" else f"{variant}_"
         for key in ("loop_lag_p50_ms", "loop_lag_p99_ms", "loop_lag_p999_ms", "loop_lag_max_ms",
-                    "idle_loop_lag_p99_ms", "idle_loop_lag_max_ms", "messages_per_s",
+                    "idle_loop_lag_p99_ms", "idle_loop_lag_max_ms", "reaction_p50_ms", "reaction_p99_ms",
+                    "reaction_max_ms", "event_loop", "messages_per_s",
                     "dropped", "reconnects", "cpu_pct", "sim_cpu_pct", "scan_ms_p50"):
             out[prefix + key] = r[key]
     if "ours" in results:

@@ -19,7 +19,8 @@ view instead). After start-up and ``--warmup`` seconds, a ``--duration`` window 
   machine is shared: what an idle loop sees, ours sees too);
 - how long a descriptor that became readable waits for the engine's loop (``reaction``): another process
   writes its monotonic clock into a pipe every 10 ms and the engine's loop notes how late it reads each
-  stamp, the path a market frame takes (the lag probe's timer is rounded by the loop's own timer code).
+  stamp, the path a market frame takes (the lag probe's timer runs where the loop's timer code puts it:
+  asyncio's after the socket callbacks of its turn).
 
 Variants: ``ours`` (the configured scan: bounded slices on the loop), ``process`` (the scan in a worker
 process), ``naive`` (pandas over every pair on the loop: see :class:`NaivePandasEvaluator`).

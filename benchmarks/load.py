@@ -164,9 +164,12 @@ def start_floor_probe(duration: float) -> subprocess.Popen[str]:
 REACTION_WRITER = """
 import os, struct, sys, time
 fd, end = int(sys.argv[1]), time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
-    time.sleep(0.01)
-    os.write(fd, struct.pack("=q", time.monotonic_ns()))
+try:
+    while time.monotonic() < end:
+        time.sleep(0.01)
+        os.write(fd, struct.pack("=q", time.monotonic_ns()))
+except BrokenPipeError:
+    pass  # the engine closed its end: the window is over
 """
 
 

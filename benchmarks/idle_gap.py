@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import sizing_ab
+from cold_path import spin
 from cryptoarb.core.sizing import size_cycle
 
 GAPS_MS = (0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
@@ -35,15 +36,13 @@ WARM_GAP_MS = 10.0
 _A, _B, _C = Decimal("0.00123"), Decimal("1234.5678"), Decimal("0.001")
 
 
-def spin(ms: float) -> None:
-    end = time.perf_counter() + ms / 1000
-    while time.perf_counter() < end:
-        pass
-
-
 def pause(how: str, ms: float) -> None:
-    if ms:
-        spin(ms) if how == "spin" else time.sleep(ms / 1000)
+    if not ms:
+        return
+    if how == "spin":
+        spin(ms)
+    else:
+        time.sleep(ms / 1000)
 
 
 def decimal_ops() -> None:

@@ -152,13 +152,15 @@ async def main(duration):
     await asyncio.sleep(duration)
     task.cancel()
     print(json.dumps({"p50": lag.percentile(50), "p99": lag.percentile(99), "max": lag.max_ms}))
-run_coroutine(main(float(sys.argv[1])))
+run_coroutine(main(float(sys.argv[1])), sys.argv[2])
 """
 
 
-def start_floor_probe(duration: float) -> subprocess.Popen[str]:
-    """An idle event loop in its own process, probed like ours for the same window: the machine's noise."""
-    return subprocess.Popen([sys.executable, "-c", FLOOR_PROBE, str(duration)], stdout=subprocess.PIPE, text=True)
+def start_floor_probe(duration: float, event_loop: str) -> subprocess.Popen[str]:
+    """An idle event loop of the engine's kind in its own process, probed like ours for the same window: the
+    machine's noise."""
+    return subprocess.Popen([sys.executable, "-c", FLOOR_PROBE, str(duration), event_loop], stdout=subprocess.PIPE,
+                            text=True)
 
 
 REACTION_WRITER = """
@@ -248,7 +250,7 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
         run=RunSettings(**{"rest_url": url, "status_port": 0, "watchlist_file": work / "data" / "watchlist.json",
                            "scan_interval_s": 2.0, "watchlist_size": args.watchlist,
                            "scan_mode": "process" if variant == "process" else "slices",
-                           **dict(item.split("=", 1) for item in args.set)}))
+                           **run_overrides(args)}))
     sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
     console = Console(file=sink, force_terminal=args.tty_view, width=160)
     factory = (lambda cycles, rs: NaivePandasEvaluator(cycles, top=rs.watchlist_size * 20)) \
@@ -267,7 +269,7 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
         await asyncio.sleep(args.warmup)  # the warm-up is part of the measurement design
         startup_lag_max = app.lag.max_ms
         async with aiohttp.ClientSession() as http:
-            floor = start_floor_probe(args.duration)
+            floor = start_floor_probe(args.duration, settings.run.event_loop)
             reaction, reaction_pipe, reaction_writer = await start_reaction_probe(args.duration)
             lag = LoopLagMonitor()
             lag_task = asyncio.create_task(lag.run())
@@ -279,8 +281,7 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
             c1, w1, s1, x1 = time.process_time(), time.monotonic(), cpu_seconds(sim_pid), worker_cpu()
             m1, u1, scans1 = app.messages, app.engine.counters.updates, app.scanner.stats.scans
             lag_task.cancel()
-            reaction_pipe.close()
-            reaction_writer.wait(timeout=60)
+            reaction_pipe.close()  # the writer ends at its next write; it is reaped once the engine has stopped
             md1 = app.market_data.stats()["totals"]
             scan_ms = list(app.scanner.stats.durations_ms[-(scans1 - scans0):]) if scans1 > scans0 else []
             # drops: everything the server queued for our ticker:all connection by now must arrive; freeze
@@ -305,6 +306,7 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
         summary = await task
         sink.close()
     floor_out, _ = floor.communicate(timeout=60)
+    reaction_writer.wait(timeout=60)
     idle = json.loads(floor_out.strip().splitlines()[-1]) if floor_out.strip() else {}
     window = w1 - w0
     cut = (srv1.get("slow_drops", 0) + srv1.get("fault_drops", 0)) - (srv0.get("slow_drops", 0)
@@ -342,10 +344,15 @@ async def measure(variant: str, url: str, sim_pid: int, args: argparse.Namespace
     }
 
 
+def run_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The ``[run]`` settings given with ``--set KEY=VALUE``."""
+    return dict(item.split("=", 1) for item in args.set)
+
+
 def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="cryptoarb-load-") as tmp:
         # the loop `cryptoarb run` would use with these settings: --set event_loop=uvloop selects uvloop
-        event_loop = RunSettings(**dict(item.split("=", 1) for item in args.set)).event_loop
+        event_loop = RunSettings(**run_overrides(args)).event_loop
         result = run_coroutine(measure(args.child, args.sim_url, args.sim_pid, args, Path(tmp)), event_loop)
     print(json.dumps({**result, "event_loop": event_loop}), flush=True)
 

@@ -142,25 +142,13 @@ def start_sim(pairs: int, ticker_hz: float) -> tuple[subprocess.Popen[str], str]
                         str(ticker_hz))
 
 
-FLOOR_PROBE = """
-import asyncio, json, sys
-from cryptoarb.looplag import LoopLagMonitor
-from cryptoarb.run.runner import run_coroutine
-async def main(duration):
-    lag = LoopLagMonitor()
-    task = asyncio.create_task(lag.run())
-    await asyncio.sleep(duration)
-    task.cancel()
-    print(json.dumps({"p50": lag.percentile(50), "p99": lag.percentile(99), "max": lag.max_ms}))
-run_coroutine(main(float(sys.argv[1])), sys.argv[2])
-"""
 
 
 def start_floor_probe(duration: float, event_loop: str) -> subprocess.Popen[str]:
     """An idle event loop of the engine's kind in its own process, probed like ours for the same window: the
     machine's noise."""
-    return subprocess.Popen([sys.executable, "-c", FLOOR_PROBE, str(duration), event_loop], stdout=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen([sys.executable, "-m", "cryptoarb.looplag", str(duration), event_loop],
+                            stdout=subprocess.PIPE, text=True)
 
 
 REACTION_WRITER = """

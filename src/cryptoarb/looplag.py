@@ -38,3 +38,21 @@ class LoopLagMonitor:
             start = time.perf_counter()
             await asyncio.sleep(self.interval_s)
             self.record(max(0.0, (time.perf_counter() - start - self.interval_s) * 1000.0))
+
+
+async def idle_lag(duration_s: float) -> dict[str, float]:
+    """The lag an otherwise idle loop sees over ``duration_s``: the machine's own noise, to read ours against."""
+    monitor = LoopLagMonitor()
+    task = asyncio.create_task(monitor.run())
+    await asyncio.sleep(duration_s)
+    task.cancel()
+    return {"p50": monitor.percentile(50), "p99": monitor.percentile(99), "max": monitor.max_ms}
+
+
+if __name__ == "__main__":  # python -m cryptoarb.looplag SECONDS [asyncio|uvloop]: an idle loop's lag, as JSON
+    import json
+    import sys
+
+    from cryptoarb.run.runner import run_coroutine
+
+    print(json.dumps(run_coroutine(idle_lag(float(sys.argv[1])), sys.argv[2] if len(sys.argv) > 2 else "asyncio")))

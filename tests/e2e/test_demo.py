@@ -54,8 +54,12 @@ def test_demo_trades_stores_and_is_deterministic(tmp_path):
 
 
 def test_demo_in_real_time_for_a_few_seconds(tmp_path):
+    # an idle loop in another process over the same time: what the machine alone does to any loop (a busy VM
+    # host stalls every process for 100s of ms); the demo's own lag must stay within 250 ms of that
+    idle_probe = subprocess.Popen([sys.executable, "-m", "cryptoarb.looplag", "8"], stdout=subprocess.PIPE, text=True)
     summary, _ = run_demo(tmp_path, "--duration", "3", "--seed", "3")
+    idle = json.loads(idle_probe.communicate(timeout=60)[0])
     assert 2.5 <= summary["wall_s"] < 30
     assert summary["updates"] > 1000
-    assert summary["loop_lag_ms_p99"] < 250
+    assert summary["loop_lag_ms_p99"] < 250 + idle["max"], idle
     assert fills_in(summary["db_path"]) == summary["trades"]

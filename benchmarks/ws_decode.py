@@ -15,7 +15,8 @@ the repeats; the ratio is the median of each repeat's own ratio (ccxt / ours), s
 drifts by up to 2x between seconds and a pair measured moments apart sees the same drift. After the
 table, where our ticker:all time goes (the parse, then the fields and level tuples, the ``BookUpdate`` and the
 codec's call added one at a time, then ``BookStore.apply``), and the depth50 floor: the msgspec parse of the
-same frames into the same level tuples, alone and kept per market. The last line is one JSON object.
+same frames into the same level tuples, alone and kept per market, and the same frames with each side left as raw
+JSON and kept (what a decode costs that parses levels only when they are read). The last line is one JSON object.
 
     .venv/bin/python benchmarks/ws_decode.py [--symbols 1250] [--repeats 11]
 """
@@ -182,14 +183,30 @@ def parse_update(frames: list[bytes]) -> None:
                    d.sequence, d.time, 1.0)
 
 
+class _RawDepthData(msgspec.Struct, gc=False):
+    asks: msgspec.Raw = msgspec.Raw(b"[]")
+    bids: msgspec.Raw = msgspec.Raw(b"[]")
+    timestamp: int = 0
+
+
+class _RawDepthFrame(msgspec.Struct, gc=False):
+    topic: str
+    data: _RawDepthData
+
+
 class DepthFloor:
     """The msgspec parse of depth frames into the codec's Struct (the engine's level tuples), alone and then
     kept per market as a book store keeps the latest snapshot: the floor under any decode + apply that
-    holds every level as a Python float, since replacing a market's last ~300 objects is part of it."""
+    holds every level as a Python float, since replacing a market's last ~300 objects is part of it.
+
+    ``parse_raw_and_hold`` parses the same frames with each side left as raw JSON (``msgspec.Raw``, still
+    validated as JSON) and holds that: what a decode costs that leaves the levels unparsed until read."""
 
     def __init__(self) -> None:
         self.parse = msgspec.json.Decoder(_DepthFrame, strict=False).decode
+        self.parse_raw = msgspec.json.Decoder(_RawDepthFrame).decode
         self.held: dict[str, _DepthFrame] = {}
+        self.held_raw: dict[str, _RawDepthFrame] = {}
 
     def parse_only(self, frames: list[bytes]) -> None:
         parse = self.parse
@@ -199,6 +216,13 @@ class DepthFloor:
     def parse_and_hold(self, frames: list[bytes]) -> None:
         parse = self.parse
         held = self.held
+        for raw in frames:
+            m = parse(raw)
+            held[m.topic] = m
+
+    def parse_raw_and_hold(self, frames: list[bytes]) -> None:
+        parse = self.parse_raw
+        held = self.held_raw
         for raw in frames:
             m = parse(raw)
             held[m.topic] = m
@@ -318,15 +342,19 @@ def run_all(repeats: int, ticks: list[bytes], depth: list[bytes], l2: list[bytes
     out["ours_ticker_all_decode_us"] = round(decode_us, 3)
     floor = DepthFloor()
     floor.parse_and_hold(depth)
-    parse_us, hold_us, total_us, ccxt_us = interleaved(
-        depth, [(nop, floor.parse_only), (nop, floor.parse_and_hold), (nop, ours_depth.run), (nop, theirs.run)],
+    floor.parse_raw_and_hold(depth)
+    parse_us, hold_us, raw_us, total_us, ccxt_us = interleaved(
+        depth, [(nop, floor.parse_only), (nop, floor.parse_and_hold), (nop, floor.parse_raw_and_hold),
+                (nop, ours_depth.run), (nop, theirs.run)],
         repeats)
     print(f"depth50, ours: msgspec parse {parse_us:.3f} µs, + holding it per market {hold_us - parse_us:.3f} µs "
           f"(floor: ccxt / that = {ccxt_us / hold_us:.1f}x), + BookUpdate and BookStore.apply "
-          f"{total_us - hold_us:.3f} µs ({ccxt_us / total_us:.1f}x)")
+          f"{total_us - hold_us:.3f} µs ({ccxt_us / total_us:.1f}x); levels left as raw JSON and held: "
+          f"{raw_us:.3f} µs ({ccxt_us / raw_us:.1f}x)")
     out["ours_depth50_parse_us"] = round(parse_us, 3)
     out["ours_depth50_parse_hold_us"] = round(hold_us, 3)
     out["depth50_floor_ratio"] = round(ccxt_us / hold_us, 2)
+    out["depth50_raw_hold_us"] = round(raw_us, 3)
     return out
 
 

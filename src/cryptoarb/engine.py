@@ -18,6 +18,8 @@ inventory notices.
 
 from __future__ import annotations
 
+import logging
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +59,13 @@ from cryptoarb.venues.base import Venue
 
 GONE_BEFORE_FILL = "gone_before_fill"
 BEST_WINDOW_S = 2.0
+log = logging.getLogger("cryptoarb.engine")
+
+
+def new_run_id() -> str:
+    """Eight random hex digits: opportunity ids (``op<run>-<n>-c<cycle>``) and the client order ids derived
+    from them (``-L<leg>``, at most ~34 characters, within KuCoin's 40) differ between runs."""
+    return secrets.token_hex(4)
 
 
 @dataclass(slots=True)
@@ -73,13 +82,22 @@ class Counters:
 class Engine:
     def __init__(self, settings: Settings, venues: Mapping[str, Venue], markets: Iterable[Market],
                  publish: Callable[[Event], None], *,
-                 executor: Executor | Callable[[Engine], Executor] | None = None) -> None:
+                 executor: Executor | Callable[[Engine], Executor] | None = None, run_id: str | None = None) -> None:
         """``executor``: an executor, or a factory called with this engine (``LiveExecutor.for_engine``
-        needs its books and ledger); default a ``PaperExecutor`` configured from ``settings``."""
+        needs its books and ledger); default a ``PaperExecutor`` configured from ``settings``.
+
+        ``run_id`` (letters and digits, default a fresh random one) is part of every opportunity id, and so of
+        every client order id: a restarted engine's counter starts again at 1, and an id the venue or the
+        store has already seen would be answered with the earlier run's order (exchanges deduplicate on the
+        client order id) or dropped as a duplicate row."""
+        self.run_id = new_run_id() if run_id is None else run_id
+        if not (self.run_id.isascii() and self.run_id.isalnum()) or len(self.run_id) > 12:
+            raise ValueError(f"run_id must be 1-12 letters or digits, got {self.run_id!r}")
         self.settings = settings
         self.venues = dict(venues)
         self.markets: dict[MarketKey, Market] = {m.key: m for m in discounted(markets, settings.detector.fee_discount)}
-        self.publish = publish
+        self.publish = self._guarded(publish)
+        self.publish_errors = 0
         self.books = BookStore()
         inventory = _inventory(settings.balances)
         start_assets = settings.detector.start_assets or None
@@ -126,6 +144,17 @@ class Engine:
         self._best: dict[int, tuple[float, BestOpportunity]] = {}
         self.hot_path_ns: list[int] = []
         self.accepting = True
+
+    def _guarded(self, publish: Callable[[Event], None]) -> Callable[[Event], None]:
+        """``publish`` that never raises into the engine: a sink failing (a closed store writer at shutdown, a
+        notifier's bug) must not cut the booking of an order the venue has already filled short."""
+        def guarded(event: Event) -> None:
+            try:
+                publish(event)
+            except Exception:
+                self.publish_errors += 1
+                log.exception("publishing a %s failed; the engine's own books are kept", type(event).__name__)
+        return guarded
 
     # -- hot path ------------------------------------------------------------------------------
     def on_batch(self, batch: Iterable[BookUpdate], now: float, venue: str | None = None) -> None:
@@ -174,7 +203,8 @@ class Engine:
             max_input = min(max_input, self._inventory_cap(cycle))
         self._seq += 1
         result = size_cycle(cycle, self.books, now, max_input, usd, self.freshness,
-                            opportunity_id=f"op{self._seq:07d}-c{cycle.id}", net_return_bps=net_return_bps)
+                            opportunity_id=f"op{self.run_id}-{self._seq:07d}-c{cycle.id}",
+                            net_return_bps=net_return_bps)
         if isinstance(result, Rejection):
             self._reject(cycle, result.reason, result.detail, net_return_bps, now)
             return

@@ -30,7 +30,8 @@ SIM = SimSettings(pairs=300, assets=120, hot_pairs=20, mispricing_per_s=20.0, se
 @dataclass
 class Fault:
     kind: str
-    """reject, partial, 429_before, 429_after, timeout_before, timeout_after, open_push, open_rest, error"""
+    """reject, partial, 429_before, 429_after, timeout_before, timeout_after, open_push, open_rest,
+    open_push_twice, error"""
     match: Callable[[Order], bool]
     times: int = 1
     fraction: Decimal = Decimal("0.5")
@@ -140,12 +141,19 @@ class FaultyVenue:
             result = OrderResult(order, status, got.fills, got.reason)
             self._views[order.client_oid] = result
             return result
-        if kind in ("open_push", "open_rest"):
+        if kind in ("open_push", "open_rest", "open_push_twice"):
             final = await self._forward(order)
             if kind == "open_push" and self.push is not None:
                 update = OrderUpdate(self.name, order.symbol, order.client_oid, final.status, final.filled_size,
                                      final.fills, final=True, at=self.inner.now())
                 asyncio.get_running_loop().call_later(fault.push_after_s, self.push, update)
+            if kind == "open_push_twice" and self.push is not None:  # the match message delivered twice
+                match = OrderUpdate(self.name, order.symbol, order.client_oid, OrderStatus.PARTIAL,
+                                    final.filled_size, final.fills, at=self.inner.now())
+                done = OrderUpdate(self.name, order.symbol, order.client_oid, final.status, final.filled_size,
+                                   final=True, at=self.inner.now())
+                for update in (match, match, done):
+                    asyncio.get_running_loop().call_later(fault.push_after_s, self.push, update)
             return OrderResult(order, OrderStatus.NEW)
         raise AssertionError(f"unknown fault {kind}")
 

@@ -80,3 +80,40 @@ def test_a_refused_completion_is_a_rejection_and_releases_the_opportunity():
     e._complete(Completion(opp, (), 2.0, "live", refused=("intent_failed", "disk full")))
     (notice,) = [n for n in events if isinstance(n, Notice)]
     assert notice.kind == "preflight" and notice.fields == {"opportunity": "op1", "reason": "intent_failed"}
+
+
+def first_opportunity(**kw) -> Opportunity:
+    """The opportunity an engine finds on a triangle USDT > BTC > ETH > USDT that pays ~1 % at the top."""
+    def tri(symbol: str, base: str, quote: str) -> Market:
+        return Market("kucoin", symbol, base, quote, D("0.00001"), D("0.0001"), D("0.0001"), D("0.0001"), D("0.001"),
+                      D("0.001"))
+
+    events: list = []
+    settings = Settings(balances={"kucoin": {"USDT": 10_000.0}}, detector={"start_assets": ["USDT"]})
+    e = Engine(settings, {}, [tri("BTC-USDT", "BTC", "USDT"), tri("ETH-BTC", "ETH", "BTC"),
+                              tri("ETH-USDT", "ETH", "USDT")], events.append, **kw)
+    e.on_batch([BookUpdate("kucoin", "BTC-USDT", ((49_990.0, 5.0),), ((50_000.0, 5.0),), 1, 0, 1.0),
+                BookUpdate("kucoin", "ETH-USDT", ((3_030.0, 50.0),), ((3_031.0, 50.0),), 1, 0, 1.0),
+                BookUpdate("kucoin", "ETH-BTC", ((0.0599, 50.0),), ((0.06, 50.0),), 1, 0, 1.0)], 1.0, "kucoin")
+    (opp,) = [o for o in events if isinstance(o, Opportunity)]
+    return opp
+
+
+def test_opportunity_ids_and_so_client_order_ids_never_repeat_an_earlier_runs():
+    # a restarted engine counts its opportunities from 1 again; an exchange answers a client order id it has
+    # seen with that earlier order, so the run's own random id keeps them apart
+    first, again = first_opportunity(), first_opportunity()
+    assert first.id != again.id
+    assert first.id.rsplit("-", 1)[0].endswith("-0000001") and again.id.rsplit("-", 1)[0].endswith("-0000001")
+    assert len(f"{first.id}-U10") <= 40  # KuCoin's clientOid limit, with room for an unwind's suffix
+    assert first_opportunity(run_id="r7").id.startswith("opr7-0000001-c")
+
+
+def test_a_run_id_that_cannot_go_into_a_client_order_id_is_refused():
+    for bad in ("", "has-dash", "x" * 13, "é"):
+        try:
+            engine([], run_id=bad)
+        except ValueError as exc:
+            assert "run_id" in str(exc)
+        else:
+            raise AssertionError(f"run_id {bad!r} was accepted")

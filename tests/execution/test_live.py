@@ -158,6 +158,18 @@ async def test_an_open_order_resolves_from_a_pushed_update_or_the_rest_fallback(
         assert oid in venue.fetched  # no push: REST lookup by client order id
 
 
+async def test_a_match_pushed_twice_is_not_booked_twice():
+    # the pushed fills add up to more than the venue's filled size: the REST lookup has the order as it is
+    engine, venue, events = setup("sequential")
+    venue.inject("open_push_twice", leg_index=0)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    oid = f"{ex.opportunity.id}-L0"
+    assert ex.results[0].fills == venue.inner._orders[oid].fills and oid in venue.fetched
+    theirs = {b.asset: b.free for b in await venue.fetch_balances()}
+    assert engine.ledger.free("kucoin", "USDT") == theirs["USDT"]
+
+
 async def test_non_retryable_venue_error_fails_the_leg_without_retry():
     engine, venue, events = setup("sequential")
     venue.inject("error", leg_index=1)
@@ -276,3 +288,41 @@ async def test_the_opportunity_is_recorded_after_its_first_order_is_sent_on_the_
             or (isinstance(e, Execution) and e.opportunity.id == opp.id)]
     assert [type(e) for e in mine] == [Opportunity, Execution]
     assert engine.opportunity_ledger.get(opp.id).fingerprint == at_submit[opp.id]
+
+
+class _ClosedStore(list):
+    """An event sink that fails on every opportunity, as a store writer does once closed at shutdown."""
+
+    def append(self, event) -> None:
+        super().append(event)
+        if isinstance(event, Opportunity):
+            raise RuntimeError("the store writer is closed")
+
+
+@pytest.mark.parametrize("failing", ["sink", "record"])
+async def test_a_failing_sink_or_record_never_loses_what_the_venue_filled(failing):
+    # The opportunity is recorded and published right after its first order is accepted; a failure there
+    # must not drop that order's result: the engine's ledger must still move as the account did.
+    probe_settings = Settings(sim=SIM, balances={"kucoin": dict(USDT)}, risk={"max_concurrent": 1})
+    venue = FaultyVenue(SimVenue(SIM, speed=0, balances=dict(USDT)))
+    events: list = _ClosedStore() if failing == "sink" else []
+    engine = make_live(probe_settings, venue, events)
+    if failing == "record":
+        def broken(*_args, **_kwargs):
+            raise RuntimeError("ledger bug")
+        engine.opportunity_ledger.detected = broken  # type: ignore[method-assign]
+
+    def filled():
+        return [ex for ex in executions(events) if any(r.fills for r in ex.results)]
+
+    await drive(engine, venue, lambda: bool(filled()))
+    assert filled(), "no fill was booked"
+    theirs = {b.asset: b.free for b in await venue.fetch_balances()}
+    for asset in {a for ex in executions(events) for a in ex.opportunity.path}:
+        assert engine.ledger.free("kucoin", asset) == theirs.get(asset, 0), asset
+    assert engine.pending == 0 and engine.risk.in_flight == set()
+    if failing == "sink":
+        assert engine.publish_errors >= 1
+    else:
+        alerts = [n.message for n in events if isinstance(n, Notice) and n.kind == "failed_leg"]
+        assert any("recording the opportunity failed: RuntimeError: ledger bug" in a for a in alerts)

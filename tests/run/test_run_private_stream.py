@@ -175,6 +175,20 @@ def assert_fills_match_the_server(orders: dict[str, str], fills: list[tuple[str,
 
 
 # -- end to end ---------------------------------------------------------------------------------------------
+async def test_a_live_run_starts_its_ledger_at_the_accounts_exact_balances(tmp_path: Path) -> None:
+    # through a float this amount would become 123456789.12345679: more than the account holds, so preflight
+    # would pass an order the venue refuses for funds
+    exact = "123456789.123456789"
+    sim = start_sim(*SIM_ARGS, "--balance", f"QAX={exact}")
+    try:
+        async with running(live_settings(sim, tmp_path)) as run:
+            await run.until(lambda: run.app.engine is not None, "the engine")
+            assert run.app.engine is not None
+            assert run.app.engine.ledger.free("kucoin", "QAX") == Decimal(exact)
+    finally:
+        sim.stop()
+
+
 @pytest.mark.slow
 async def test_a_live_run_resolves_its_orders_from_pushed_updates(live_sim: Any, tmp_path: Path) -> None:
     async with running(live_settings(live_sim, tmp_path)) as run:

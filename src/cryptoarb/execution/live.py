@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from cryptoarb.config import Settings
     from cryptoarb.engine import Engine
 
+log = logging.getLogger("cryptoarb.execution")
 ZERO = Decimal(0)
 NOT_SENT = " (not sent)"
 INTENT_FAILED = "intent_failed"
@@ -80,6 +82,7 @@ class _Run:
     ok: int = 0
     failed: int = 0
     record: Callable[[], None] | None = None
+    record_error: str | None = None
 
     def sent(self) -> None:
         if self.first_send is None:
@@ -95,7 +98,10 @@ class _Run:
         costs no order any time), or before the completion if none was sent."""
         record, self.record = self.record, None
         if record is not None:
-            record()
+            try:
+                record()
+            except Exception as exc:  # it runs right after an order was accepted: that order is still booked
+                self.record_error = f"{type(exc).__name__}: {exc}"
 
     def latency_ms(self) -> dict[str, float]:
         end = time.perf_counter()
@@ -255,12 +261,18 @@ class LiveExecutor:
                 if self.reserved[key] <= 0:
                     del self.reserved[key]
         run.recorded()
+        if run.record_error is not None:
+            outcome.alerts.append(f"{opportunity.id}: recording the opportunity failed: {run.record_error}")
         completion = Completion(
             opportunity, tuple(outcome.results), self.clock(), self.mode, refused=refused,
             alerts=tuple(outcome.alerts), latency_ms=run.latency_ms(), requests_ok=run.ok,
             requests_failed=run.failed)
         if self._on_complete is not None:
-            self._on_complete(completion)
+            try:
+                self._on_complete(completion)
+            except Exception:  # the task ends here: say so loudly rather than in a never-retrieved exception
+                log.exception("booking %s failed: %d order results not booked", opportunity.id,
+                              len(completion.results))
 
     async def _drive(self, opportunity: Opportunity, outcome: CycleOutcome, run: _Run) -> tuple[str, str] | None:
         ctx = CycleContext(self.markets, self._best, self.clock, self.leg_mode, self.policy, self.cap)
@@ -418,8 +430,8 @@ class LiveExecutor:
             return None
         fills = tuple(f for u in updates for f in u.fills)
         final = updates[-1]
-        if sum((f.size for f in fills), ZERO) < final.filled_size:
-            return None  # a match message was missed: the REST lookup has the whole order
+        if sum((f.size for f in fills), ZERO) != final.filled_size:
+            return None  # a match message missed or delivered twice: the REST lookup has the whole order
         self.pushed_resolutions += 1
         return OrderResult(order, final.status, owned_fills(order, fills), final.reason)
 

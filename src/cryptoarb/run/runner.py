@@ -257,6 +257,7 @@ class RunApp:
         self.supervisor: Supervisor | None = None
         self.status_server: StatusServer | None = None
         self.markets_loaded = 0
+        self._account: list[Balance] = []  # a live run's balances as fetched at start, exact
         self.venue_state = "idle"
         self.venue_error = ""
         self._ws_session: SlicingSession | None = None
@@ -368,6 +369,7 @@ class RunApp:
                 if self.live:
                     balances = await self.rest.fetch_balances()
                     self.settings = with_balances(self.settings, self.venue_name, balances)
+                    self._account = balances
                 break
             except KucoinAuthError as exc:
                 raise RunError(f"{self.venue_name}: {exc}") from None
@@ -415,6 +417,10 @@ class RunApp:
             executor = lambda engine: LiveExecutor.for_engine(  # noqa: E731
                 engine, clock=self.clock, write_intent=writer.write_intent if writer is not None else None)
         self.engine = engine = Engine(settings, {self.venue_name: venue}, markets, self._publish, executor=executor)
+        if self._account:
+            # the settings hold floats (for inventory edges); the ledger books the account's exact amounts, so it
+            # never starts above what the venue will let an order spend
+            engine.ledger.set_balances(self._account)
         creds = self._credentials()
         if creds is not None:
             # Fees of pushed fills at the rates the engine books with (detector.fee_discount included).
@@ -696,6 +702,7 @@ class RunApp:
             "mode": self.mode,
             "state": self.state,
             "venue": self.venue_name,
+            "run_id": self.engine.run_id if self.engine is not None else None,
             "started_at": iso_utc(self.started_at),
             "uptime_s": round(time.monotonic() - self.started_wall, 3),
             "status_url": self.status_server.url if self.status_server is not None else None,

@@ -90,13 +90,19 @@ def demo(
         names = parse_venues(venues, settings)
     except ValueError as exc:
         raise fail(str(exc), EXIT_USAGE) from None
+    from cryptoarb.storage import resolve_dsn
+
+    if resolve_dsn(settings):
+        err.print("[yellow]note: the demo stores into its own SQLite file (recreated each run); the PostgreSQL "
+                  "DSN set applies to run, replay, record and db[/]")
     summary = asyncio.run(run_demo(settings, duration, speed=speed, console=err, live_view=True, venues=names))
     if as_json:
         print(json.dumps(summary.as_dict(), separators=(",", ":")))
     else:
         _print_summary(summary)
     if summary.interrupted:
-        err.print("[yellow]interrupted: summary covers the part that ran[/]")
+        err.print("[yellow]interrupted: summary covers the part that ran[/]" + (
+            f"[yellow]; {summary.in_flight} opportunities were still in flight[/]" if summary.in_flight else ""))
 
 
 def _print_summary(summary: Any) -> None:

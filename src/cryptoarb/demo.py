@@ -41,6 +41,8 @@ from cryptoarb.venues.sim.world import VENUE_KINDS, SimWorld, venue_kind, world_
 
 Steps = AsyncIterator[list[tuple[str, list[BookUpdate]]]]
 BALANCE_SNAPSHOT_S = 1.0
+DRAIN_LIMIT_S = 30.0
+"""After a stop signal, how long (simulated seconds) opportunities in flight get to fill before the run ends."""
 MULTI_VENUE_START_ASSETS = ["USDT", "EUR"]
 """Where multi-venue cycles start unless ``detector.start_assets`` is set: the cash of every venue (BL3P
 holds EUR, not USDT), so EUR cross-exchange cycles (BTC-EUR on BL3P against Coinbase) exist too."""
@@ -73,6 +75,8 @@ class DemoSummary:
     inventory_low: dict[str, dict[str, float]] = field(default_factory=dict)
     """Per venue, the lowest fraction of its starting amount each held asset fell to (1.0: never spent)."""
     rebalance_suggestions: list[str] = field(default_factory=list)
+    in_flight: int = 0
+    """Opportunities still unresolved when the run ended (only after a second stop signal or the drain limit)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -259,11 +263,15 @@ async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue
 
     view = StatusView(status, console, plain_interval_s=settings.notify.status_interval_s)
     remote = RemoteSession(settings, engine, hub, history, status, now_fn)
-    stop = asyncio.Event()
+    stop, force = asyncio.Event(), asyncio.Event()  # a first signal ends the run, a second its drain
+
+    def on_signal() -> None:
+        (force if stop.is_set() else stop).set()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     background = [asyncio.create_task(writer.run(), name="storage-writer"),
                   asyncio.create_task(hub.run(), name="notifiers"),
                   asyncio.create_task(lag.run(), name="loop-lag")]
@@ -273,6 +281,7 @@ async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue
     try:
         executed = trades = 0
         last_snapshot = 0.0
+        stopped_at: float | None = None
         async for step in steps:
             now = clock["now"] = now_fn()
             for name, batch in step:
@@ -284,9 +293,14 @@ async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue
                 if now - last_snapshot >= BALANCE_SNAPSHOT_S or engine.counters.executed != executed:
                     executed, last_snapshot = engine.counters.executed, now
                     _snapshot_balances(writer, engine, now)
-            if stop.is_set() or (now >= duration_s and engine.pending == 0):
+            if stop.is_set() and stopped_at is None:
+                stopped_at = now
+            ending = stopped_at is not None or now >= duration_s
+            if ending and engine.pending == 0:
                 break
-            if now >= duration_s:
+            if stopped_at is not None and (force.is_set() or now > stopped_at + DRAIN_LIMIT_S):
+                break  # what is still in flight is reported as such
+            if ending:
                 engine.accepting = False  # no new opportunities; let in-flight ones fill
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -316,7 +330,7 @@ async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue
         cycles_by_kind=dict(sorted(Counter(cycle_kind(c) for c in engine.cycles).items())),
         detected_by_kind=dict(sorted(tally.detected.items())), executed_by_kind=dict(sorted(tally.executed.items())),
         notices_by_kind=dict(sorted(tally.notices.items())), inventory_start=inventory_start,
-        inventory_low=tally.low_by_venue(), rebalance_suggestions=tally.rebalances)
+        inventory_low=tally.low_by_venue(), rebalance_suggestions=tally.rebalances, in_flight=engine.pending)
 
 
 def _snapshot_balances(writer: StoreWriter, engine: Engine, at: float) -> None:

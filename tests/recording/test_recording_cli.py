@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from cryptoarb.recording import Recording
 from cryptoarb.recording.cli import backtest_command, record_command, replay_command
 
 app = typer.Typer()
@@ -69,6 +75,9 @@ def test_record_replay_backtest(config: Path, tmp_path: Path) -> None:
         assert Path(result["charts"]["pnl"]).is_file() and Path(result["charts"]["spread"]).is_file()
     assert digests[0] == digests[1]
     assert result["opportunities"] == replayed["opportunities_detected"]
+    # the recorder's own engine resolved what was in flight at the end as the backtest does: the same run
+    assert (summary["opportunities_detected"], summary["opportunities_executed"], summary["trades"]) == (
+        result["opportunities"], result["executed"], result["trades"])
 
     code, out, _ = run("backtest", str(rec), "--config", str(config), "--no-charts")
     assert code == 0 and "digest" in out and digests[0] in out
@@ -102,3 +111,50 @@ def test_help_texts() -> None:
                            ("backtest", "deterministically")):
         code, out, _ = run(command, "--help")
         assert code == 0 and words in " ".join(out.split()), command
+
+
+def test_a_stopped_recording_ends_cleanly_with_its_end_marker(config: Path, tmp_path: Path) -> None:
+    rec = tmp_path / "stopped.jsonl.gz"
+    proc = subprocess.Popen([sys.executable, "-m", "cryptoarb.cli", "record", "--config", str(config),
+                             "--duration", "600", "--speed", "1", "--out", str(rec), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while not rec.exists() or rec.stat().st_size < 4096:  # the header and some batches are out
+            assert proc.poll() is None and time.monotonic() < deadline, "nothing was recorded"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    summary = last_json(out)
+    assert summary["interrupted"] and 0 < summary["span_s"] < 600 and "interrupted" in err
+    recording = Recording(rec)
+    assert sum(len(updates) for _, updates in recording.batches()) == summary["updates"]
+    assert recording.complete is True  # its end marker is there: nothing was cut short
+
+
+def test_damage_inside_a_recording_is_named_not_taken_for_a_cut(config: Path, tmp_path: Path) -> None:
+    rec = tmp_path / "whole.jsonl.gz"
+    assert run("record", "--config", str(config), "--duration", "2", "--speed", "0", "--out", str(rec))[0] == 0
+    lines = gzip.decompress(rec.read_bytes()).splitlines(keepends=True)
+    middle = len(lines) // 2
+    cases = {
+        "garbage.jsonl": [*lines[:middle], b"\x00\x17 not json\n", *lines[middle:]],
+        "short-level.jsonl": [*lines[:middle], lines[middle].replace(b'"b":[[', b'"b":[[1.0],[', 1),
+                              *lines[middle + 1:]],
+    }
+    assert cases["short-level.jsonl"][middle] != lines[middle]
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(b"".join(content))
+        code, _, err = run("backtest", str(path), "--config", str(config), "--no-charts")
+        assert code == 2 and f"line {middle + 1} is damaged" in err, (name, err)
+
+    cut = tmp_path / "cut.jsonl"  # the last line half written: a recorder killed mid-line, not damage
+    cut.write_bytes(b"".join(lines[:middle]) + lines[middle][: len(lines[middle]) // 2])
+    code, out, err = run("replay", str(cut), "--config", str(config), "--speed", "0", "--no-view", "--json")
+    assert code == 0, err
+    assert last_json(out)["complete"] is False

@@ -123,7 +123,7 @@ async def run_backtest(settings: Settings, recording: Recording, *,
     slips = [e[4] for e in series.executions]
     result = BacktestResult(
         source=str(recording.path), complete=bool(recording.complete), updates=engine.counters.updates,
-        batches=venue.batches, recorded_s=round(venue.now() - (first[0] if first else 0.0), 6),
+        batches=venue.batches, recorded_s=round(max(venue.now() - (first[0] if first else 0.0), 0.0), 6),
         opportunities=engine.counters.detected, executed=counts["captured"] + counts["partial"],
         captured=counts["captured"], partial=counts["partial"], missed=counts["missed"],
         rejected_by_reason=dict(sorted(engine.counters.rejected.items())), trades=engine.ledger.trades,

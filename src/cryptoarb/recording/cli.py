@@ -5,7 +5,9 @@ progress and status go to stderr."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +120,8 @@ def record_command(
     target = out or settings.data_dir / "recordings" / f"sim-seed{settings.sim.seed}.jsonl.gz"
     stats, extra = _run(_record(settings, None if to_store else target, snapshots, duration, speed, paper))
     summary = {**stats.as_dict(), **extra}
+    if extra["interrupted"]:
+        err.print("[yellow]interrupted: the recording ends where it was stopped, with its end marker[/]")
     if as_json:
         print(json.dumps(summary, separators=(",", ":")))
         return
@@ -125,7 +129,11 @@ def record_command(
         ("destination", str(summary["destination"])), ("batches", f"{stats.batches:,}"),
         ("book updates", f"{stats.updates:,}"), ("recorded seconds", f"{stats.span_s:,.2f}"),
         ("bytes written", f"{stats.bytes_out:,}" if not to_store else "-"),
-        ("ticks dropped (overload)", f"{stats.dropped:,}"), ("wall seconds", f"{stats.wall_s:,.2f}")]))
+        ("ticks dropped (overload)", f"{stats.dropped:,}"), ("wall seconds", f"{stats.wall_s:,.2f}"),
+        *([("opportunities detected / executed",
+            f"{summary['opportunities_detected']:,} / {summary['opportunities_executed']:,}"),
+           ("trades", f"{summary['trades']:,}"), ("realized PnL (USD)", f"{summary['realized_pnl_usd']:,.6f}")]
+          if "trades" in summary else [])]))
 
 
 async def _record(settings: Settings, path: Path | None, snapshots: bool, duration: float, speed: float,
@@ -175,12 +183,23 @@ async def _record(settings: Settings, path: Path | None, snapshots: bool, durati
         progress.update(task, completed=min(s.span_s, duration), clock=f"{s.span_s:,.1f}/{duration:g} s",
                         updates=f"{s.updates:,}", size=size)
 
+    stop = asyncio.Event()  # Ctrl-C or SIGTERM: end the recording cleanly, its end marker written
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     try:
         with progress:
             stats = await record(venue, sink, source=f"sim seed {settings.sim.seed}", duration_s=duration,
-                                 on_batch=on_batch, on_progress=on_progress,
+                                 on_batch=on_batch, on_progress=on_progress, stop=stop,
                                  meta={"seed": settings.sim.seed, "paper": paper})
+        if engine is not None:  # what is in flight fills on the last books, as a replay of the recording does
+            engine.accepting = False
+            engine.run_due(stats.last_clock + engine.latency_s)
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
         if writer is not None:
             await writer.close()
         if runner is not None:
@@ -188,9 +207,10 @@ async def _record(settings: Settings, path: Path | None, snapshots: bool, durati
         if store is not None:
             await store.close()
         await venue.close()
-    extra: dict[str, Any] = {"destination": destination}
+    extra: dict[str, Any] = {"destination": destination, "interrupted": stop.is_set()}
     if engine is not None:
-        extra.update(opportunities_executed=engine.counters.executed, trades=engine.ledger.trades)
+        extra.update(opportunities_detected=engine.counters.detected, opportunities_executed=engine.counters.executed,
+                     trades=engine.ledger.trades, realized_pnl_usd=round(engine.ledger.realized_pnl_usd, 6))
     return stats, extra
 
 

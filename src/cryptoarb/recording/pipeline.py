@@ -33,8 +33,8 @@ async def drive(engine: Engine, venue: ReplayVenue, *, stop: asyncio.Event | Non
                 on_step: Callable[[float], None] | None = None) -> tuple[float, bool]:
     """Feed every batch to ``engine`` at the venue's clock; returns (last clock, interrupted).
 
-    When the recording ends, opportunities still in flight reach the venue on the last books, so
-    every detected plan is resolved.
+    When the recording ends, or ``stop`` cuts it short, opportunities still in flight reach the venue on the
+    last books, so every detected plan is resolved.
     """
     now = venue.now()
     interrupted = False
@@ -51,12 +51,12 @@ async def drive(engine: Engine, venue: ReplayVenue, *, stop: asyncio.Event | Non
                 break
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
-    if not interrupted:
-        engine.accepting = False
-        now += engine.latency_s
-        engine.run_due(now)
-        if on_step is not None:
-            on_step(now)
+    # interrupted or not, what is in flight fills on the last books, as at the recording's end
+    engine.accepting = False
+    now += engine.latency_s
+    engine.run_due(now)
+    if on_step is not None:
+        on_step(now)
     return now, interrupted
 
 
@@ -155,7 +155,7 @@ async def run_replay(settings: Settings, recording: Recording, store: Store, *, 
         batches=venue.batches, opportunities_detected=counters.detected,
         opportunities_executed=counters.executed, rejected_by_reason=dict(sorted(counters.rejected.items())),
         trades=engine.ledger.trades, realized_pnl_usd=round(engine.ledger.realized_pnl_usd, 6),
-        recorded_s=round(venue.now() - (first_clock or 0.0), 3),
+        recorded_s=round(max(venue.now() - (first_clock or 0.0), 0.0), 3),
         wall_s=round(time.monotonic() - wall_start, 3),
         speed=speed, db=db_label, interrupted=interrupted, balances=engine.ledger.snapshot())
 

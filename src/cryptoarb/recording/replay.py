@@ -13,7 +13,7 @@ import gzip
 import zlib
 from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -30,6 +30,7 @@ from cryptoarb.venues.base import VenueError
 
 Batch = tuple[float, list[BookUpdate]]
 _TRUNCATED = (EOFError, gzip.BadGzipFile, zlib.error, orjson.JSONDecodeError, KeyError, TypeError)
+_BAD_LINE = (orjson.JSONDecodeError, KeyError, TypeError, IndexError, ValueError)
 
 
 class Recording:
@@ -54,33 +55,52 @@ class Recording:
         return [m for markets in self.header.markets.values() for m in markets]
 
     def batches(self) -> Iterator[Batch]:
-        """``(clock, updates)`` per recorded batch, in order. A truncated file yields every batch that
-        is certainly whole and sets :attr:`complete` to False."""
+        """``(clock, updates)`` per recorded batch, in order. A file cut short (a killed recorder: its last line
+        partial, or its compressed stream ended early) yields every batch that is certainly whole and sets
+        :attr:`complete` to False; damage anywhere else raises :class:`RecordingError` naming the line."""
         self.complete = None
         current: int | None = None
         clock = 0.0
         updates: list[BookUpdate] = []
+        number = 1
         with open_read(self.path) as f:
             f.readline()
             try:
                 for line in f:
-                    d = orjson.loads(line)
-                    if "end" in d:
-                        self.complete, self.summary = True, d["end"]
-                        break
-                    n = d["n"]
-                    if n != current:
-                        if current is not None:
-                            yield clock, updates
-                        current, clock, updates = n, d["c"], []
-                    if "s" in d:
-                        updates.append(update_from_json(d))
-            except _TRUNCATED:
-                pass
+                    number += 1
+                    try:
+                        d = orjson.loads(line)
+                        if "end" in d:
+                            self.complete, self.summary = True, d["end"]
+                            break
+                        n = d["n"]
+                        if n != current:
+                            if current is not None:
+                                yield clock, updates
+                            current, clock, updates = n, d["c"], []
+                        if "s" in d:
+                            updates.append(update_from_json(d))
+                    except _BAD_LINE as exc:
+                        if _more_lines(f):
+                            raise RecordingError(f"{self.path}: line {number} is damaged "
+                                                 f"({type(exc).__name__}: {exc}); lines after it follow") from None
+                        break  # the last line, cut short
+            except EOFError:
+                pass  # the compressed stream ends early: cut short
+            except (gzip.BadGzipFile, zlib.error) as exc:
+                raise RecordingError(f"{self.path}: compressed data damaged after line {number}: {exc}") from None
         if self.complete is None:
             self.complete = False  # no trailer: the batch being read may be partial, so it is dropped
         elif current is not None:
             yield clock, updates
+
+
+def _more_lines(f: IO[bytes]) -> bool:
+    """Whether anything follows in ``f`` (a truncated compressed stream counts as nothing)."""
+    try:
+        return bool(f.readline())
+    except (EOFError, gzip.BadGzipFile, zlib.error):
+        return False
 
 
 class ReplayVenue:

@@ -472,6 +472,11 @@ def report(
         except FileNotFoundError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        from cryptoarb.storage import resolve_dsn
+
+        if resolve_dsn(settings):
+            err.print(f"[yellow]note: the report reads SQLite databases ({db}); a PostgreSQL store has the same "
+                      "tables to query directly[/]", highlight=False, soft_wrap=True)
     try:
         result = build_report(db, out, charts=charts)
     except (FileNotFoundError, ValueError, sqlite3.DatabaseError) as exc:

@@ -423,6 +423,35 @@ async def test_a_stalled_exchange_makes_books_stale_until_it_recovers(make_rig: 
     rig.tokens_all_fresh()
 
 
+async def test_a_depth_stream_that_stalls_on_a_live_connection_hands_its_books_to_ticker_all(
+        make_rig: MakeRig) -> None:
+    # the depth topics go silent while every connection answers its pings and ticker:all keeps flowing: the
+    # venue looks alive, so only ticker:all showing tops the depth stream never delivered tells the two apart
+    rig = await make_rig(*MOVING, "--pairs", "300", depth=60, options=SHARD40)
+    md, engine = rig.md, rig.engine
+
+    def depth_of(symbol: str) -> int:
+        book = engine.store.get((VENUE, symbol))
+        return min(len(book.bids), len(book.asks)) if book is not None else 0
+
+    await engine.wait_for(lambda: all(depth_of(s) > 1 for s in rig.depth), what="depth for every watched book")
+    assert md.depth_lags == 0  # a moving market with its depth flowing: nothing is behind
+    await rig.sim.faults(stall_depth=True)
+    try:
+        async with engine.ticking():
+            await engine.wait_for(lambda: md.depth_lags >= 10, timeout=20, what="stalled depth books handed back")
+            handed = [s for s in rig.depth if s in engine.last_gap]
+            assert handed and md.stats()["totals"]["depth_lags"] == md.depth_lags
+            # each was marked gapped, then ticker:all made it one level deep and current again
+            await engine.wait_for(lambda: any(depth_of(s) == 1 and engine.verdict(s) is None for s in handed),
+                                  what="a handed-back book current again at one level")
+            assert engine.traded_while_gapped == [] and md.stats()["totals"]["reconnects"] == 0
+    finally:
+        await rig.sim.faults(stall_depth=False)
+    await engine.wait_for(lambda: all(depth_of(s) > 1 for s in handed), timeout=20,
+                          what="the depth stream taking its books back")
+
+
 async def test_level2_gaps_mark_the_book_gapped_then_it_resyncs_whole(make_rig: MakeRig) -> None:
     # a frozen market: the book moves only with our orders, so each delta and gap is ours to cause
     rig = await make_rig(*FROZEN, depth=20, level2=True, options=SHARD10)

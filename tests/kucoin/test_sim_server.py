@@ -375,12 +375,12 @@ async def test_private_order_and_balance_pushes(sim: SimProcess) -> None:
 
 # -- faults ------------------------------------------------------------------------------------------------
 async def test_cli_fault_flags_reach_the_server(sim_factory: Callable[..., SimProcess]) -> None:
-    sim = sim_factory(*SMALL, "--fault-drop-every", "30", "--fault-ignore-pings",
+    sim = sim_factory(*SMALL, "--fault-drop-every", "30", "--fault-ignore-pings", "--fault-stall-depth",
                       "--fault-expire-tokens-every", "40", "--fault-level2-gap-every", "3",
                       "--fault-malformed-every", "50", "--fault-429-burst", "2", "--fault-reject-orders")
     assert await sim.admin("GET", "/_sim/faults") == {
-        "drop_every_s": 30.0, "ignore_pings": True, "expire_tokens_every_s": 40.0, "level2_gap_every": 3,
-        "malformed_every_s": 50.0, "http_429_burst": 2, "reject_orders": True}
+        "drop_every_s": 30.0, "ignore_pings": True, "stall_depth": True, "expire_tokens_every_s": 40.0,
+        "level2_gap_every": 3, "malformed_every_s": 50.0, "http_429_burst": 2, "reject_orders": True}
 
 
 async def test_fault_drop_connections(sim_factory: Callable[..., SimProcess]) -> None:

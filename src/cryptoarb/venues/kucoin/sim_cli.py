@@ -86,6 +86,8 @@ def sim_server(
                                                     rich_help_panel=_FAULT)] = 0.0,
     fault_ignore_pings: Annotated[bool, typer.Option(help="Never answer pings.",
                                                      rich_help_panel=_FAULT)] = False,
+    fault_stall_depth: Annotated[bool, typer.Option(
+        help="Stop pushing level2Depth5/50 while pongs and ticker:all go on.", rich_help_panel=_FAULT)] = False,
     fault_expire_tokens_every: Annotated[float, typer.Option(min=0, help="Expire all tokens every N s.",
                                                              rich_help_panel=_FAULT)] = 0.0,
     fault_level2_gap_every: Annotated[int, typer.Option(min=0, help="Skip a sequence every Nth level2 delta.",
@@ -121,7 +123,7 @@ def sim_server(
                     token_ttl_s=token_ttl),
         quotas=RestQuotas(public=quota_public, spot=quota_spot, management=quota_management,
                           window_s=quota_window),
-        faults=Faults(drop_every_s=fault_drop_every, ignore_pings=fault_ignore_pings,
+        faults=Faults(drop_every_s=fault_drop_every, ignore_pings=fault_ignore_pings, stall_depth=fault_stall_depth,
                       expire_tokens_every_s=fault_expire_tokens_every,
                       level2_gap_every=fault_level2_gap_every,
                       malformed_every_s=fault_malformed_every, http_429_burst=fault_429_burst,

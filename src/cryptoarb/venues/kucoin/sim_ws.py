@@ -229,6 +229,8 @@ class Hub:
     def push_depth(self) -> None:
         ex = self.exchange
         dirty, self._dirty_depth = self._dirty_depth, set()
+        if self.faults.stall_depth:
+            return
         for prefix, n in ((frames.DEPTH5, 5), (frames.DEPTH50, 50)):
             subs = self.subs[prefix]
             if not subs:

@@ -89,6 +89,11 @@ class WsOptions:
     level2_buffer: int = 5000  # deltas held per symbol while its snapshot is fetched
     snapshot_retry_s: float = 0.5
     snapshot_concurrency: int = 8  # REST snapshots in flight at once (KuCoin's public REST pool is shared)
+    depth_lag_s: float = 1.0
+    """level2Depth5/50: a market whose ticker:all top of book its depth stream has not shown for this long (no
+    depth push since) is handed back to ticker:all, which keeps it current at one level, until its depth
+    stream pushes again. A subscription can stall on a connection that still answers pings and carries other
+    topics; without this, such a book would look current for as long as the venue's other streams flow. 0: off."""
 
 
 class _SessionDead(Exception):
@@ -219,6 +224,10 @@ class KucoinMarketData:
         self._l2: dict[str, _L2State] = {}
         self._suppressed: set[str] = set()  # depth is live: ticker:all must not overwrite the book
         self._last_seen: dict[str, float] = {}
+        self._depth_top: dict[str, Top | None] = {}  # depth-streamed symbol -> the top its depth stream last showed
+        self._depth_behind: dict[str, float] = {}  # -> since when ticker:all shows a top its depth stream does not
+        self._lag_task: asyncio.Task[None] | None = None
+        self.depth_lags = 0
         self._running = False
         self._closed = asyncio.Event()
         self._state = asyncio.Event()  # set on every subscription/session change, for wait_live()
@@ -265,6 +274,8 @@ class KucoinMarketData:
         self._running = True
         for slot in self._slots:
             self._start(slot)
+        if self.options.depth_lag_s > 0 and self.options.depth_mode != "level2":
+            self._lag_task = asyncio.create_task(self._watch_depth_lag(self.options.depth_lag_s))
         try:
             await self._closed.wait()
         finally:
@@ -320,7 +331,7 @@ class KucoinMarketData:
             "reconnects": sum(c["reconnects"] for c in conns), "errors": sum(c["errors"] for c in conns),
             "client_messages_in_window": sum(c["client_messages_in_window"] for c in conns),
             "decode_errors": self.decode_errors, "sink_errors": self.sink_errors, "gaps": self.gaps,
-            "resyncs": self.resyncs, "gapped": len(self.gapped_symbols()),
+            "resyncs": self.resyncs, "gapped": len(self.gapped_symbols()), "depth_lags": self.depth_lags,
             "books_seen": len(self._last_seen),
             "stale_books": sum(1 for t in self._last_seen.values() if now - t > stale_after)}
         return {"connections": conns, "totals": totals}
@@ -353,6 +364,9 @@ class KucoinMarketData:
     async def _shutdown(self) -> None:
         self._running = False
         tasks = [s.task for s in self._slots if s.task is not None] + list(self._dropped)
+        if self._lag_task is not None:
+            tasks.append(self._lag_task)
+            self._lag_task = None
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -548,6 +562,9 @@ class KucoinMarketData:
         last_seen = self._last_seen
         tickers = slot.kind == "tickers"
         level2 = self.options.depth_mode == "level2"
+        watch_lag = self.options.depth_lag_s > 0 and not level2
+        depth_top = self._depth_top
+        behind = self._depth_behind
         text, binary = _DATA
         while True:
             msg = await receive()
@@ -577,10 +594,18 @@ class KucoinMarketData:
             last_seen[symbol] = now
             if tickers:
                 if symbol in suppressed:
+                    if watch_lag:
+                        if _top(frame) == depth_top.get(symbol):
+                            behind.pop(symbol, None)
+                        elif symbol not in behind:
+                            behind[symbol] = now
                     continue
             elif frame.snapshot:
                 if symbol not in suppressed and symbol in self._owner:
                     suppressed.add(symbol)
+                if watch_lag:
+                    depth_top[symbol] = _top(frame)
+                    behind.pop(symbol, None)
             elif level2:
                 self._l2_delta(frame)
                 continue
@@ -788,11 +813,31 @@ class KucoinMarketData:
             if state.fetch is asyncio.current_task():
                 state.fetch = None
 
+    async def _watch_depth_lag(self, lag_s: float) -> None:
+        """Hand back to ticker:all every depth-streamed market whose depth stream is ``lag_s`` behind it."""
+        while True:
+            await asyncio.sleep(lag_s / 4)
+            if not self._depth_behind:
+                continue
+            now = self._clock()
+            for symbol in [s for s, since in self._depth_behind.items() if now - since > lag_s]:
+                del self._depth_behind[symbol]
+                if symbol not in self._suppressed:
+                    continue
+                self.depth_lags += 1
+                if self.depth_lags <= 10 or self.depth_lags % 100 == 0:
+                    log.warning("kucoin ws: %s: the depth stream missed a top of book ticker:all showed %.1f s ago; "
+                                "ticker:all keeps the book until depth pushes again (%d so far)",
+                                symbol, lag_s, self.depth_lags)
+                self._forget_depth(symbol)
+
     def _forget_depth(self, symbol: str) -> None:
         """The symbol's depth stream is going away: its book stops being maintained, so it is gapped
         (a quiet book on a live venue would otherwise look current) until ticker:all refreshes it."""
         was_live = symbol in self._suppressed
         self._suppressed.discard(symbol)
+        self._depth_top.pop(symbol, None)
+        self._depth_behind.pop(symbol, None)
         state = self._l2.pop(symbol, None)
         if state is not None:
             self._unsync(symbol, state)
@@ -820,6 +865,17 @@ class KucoinMarketData:
 
 def _as_bytes(data: bytes | str) -> bytes:
     return data.encode() if isinstance(data, str) else data
+
+
+Top = tuple[float, float, float, float]
+
+
+def _top(update: BookUpdate) -> Top | None:
+    """Best bid, its size, best ask, its size: what ticker:all and a depth push must agree on."""
+    bids, asks = update.bids, update.asks
+    if not bids or not asks:
+        return None
+    return bids[0][0], bids[0][1], asks[0][0], asks[0][1]
 
 
 def _concerns_connection(frame: ErrorFrame) -> bool:

@@ -416,3 +416,19 @@ def test_db_commands_fail_with_exit_codes(tmp_path: Path, monkeypatch: pytest.Mo
     bad = tmp_path / "bad.toml"
     bad.write_text("nonsense = 1\n")
     assert runner.invoke(app, ["db", "stats", "--config", str(bad)]).exit_code == 2
+
+
+def test_db_stats_leaves_the_file_it_inspects_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRYPTOARB_DB_DSN", raising=False)
+    foreign = tmp_path / "someone-elses.sqlite"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('kept')")
+    conn.close()
+    before = foreign.read_bytes()
+    app, runner = db_cli()
+    result = runner.invoke(app, ["db", "stats", "--sqlite", str(foreign), "--json"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.stdout.strip().splitlines()[-1])
+    assert stats["schema_version"] == 0 and set(stats["tables"].values()) == {None}
+    assert foreign.read_bytes() == before and not Path(f"{foreign}-wal").exists()  # no table, no WAL switch

@@ -143,8 +143,10 @@ def stats(config: ConfigOption = None, dsn: DsnOption = None, schema: SchemaOpti
           sqlite: SqliteOption = None, as_json: JsonOption = False) -> None:
     """Schema version, rows per table, time span of the market data, size on disk, partitions."""
     store = _store(_settings(config), dsn, schema, sqlite)
-    if isinstance(store, SqliteStore) and not store.path.exists():
-        raise _fail(f"no database at {store.path}; create it with `cryptoarb db init`", EXIT_RUNTIME)
+    if isinstance(store, SqliteStore):
+        if not store.path.exists():
+            raise _fail(f"no database at {store.path}; create it with `cryptoarb db init`", EXIT_RUNTIME)
+        store = SqliteStore(store.path, read_only=True)  # inspecting a file must not change it
     data = _run(lambda: store_stats(store))
     if as_json:
         print(json.dumps(data, separators=(",", ":")))

@@ -24,9 +24,12 @@ _INSERT_SQL = {name: insert_sql(table, SQLITE) for name, table in TABLES.items()
 
 
 class SqliteStore:
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5_000, read_only: bool = False) -> None:
+        """``read_only``: inspect an existing file without changing it (no journal mode switch, no schema
+        table created): what ``db stats`` opens."""
         self.path = Path(path)
         self._busy_timeout_ms = busy_timeout_ms
+        self.read_only = read_only
         self._db: aiosqlite.Connection | None = None
 
     async def __aenter__(self) -> SqliteStore:
@@ -38,6 +41,15 @@ class SqliteStore:
 
     async def open(self) -> None:
         if self._db is not None:
+            return
+        if self.read_only:
+            db = await aiosqlite.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+            try:
+                await db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            except BaseException:
+                await db.close()
+                raise
+            self._db = db
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
@@ -63,7 +75,13 @@ class SqliteStore:
         return self._db
 
     async def schema_version(self) -> int:
-        await self.db.execute(SCHEMA_VERSION_SQL)
+        if self.read_only:
+            async with self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'") \
+                    as cur:
+                if await cur.fetchone() is None:
+                    return 0  # not a cryptoarb database (yet)
+        else:
+            await self.db.execute(SCHEMA_VERSION_SQL)
         async with self.db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import socket
 
 import aiohttp
 import pytest
 import typer
+from rich.console import Console
 
 from cryptoarb.config import Settings
-from cryptoarb.run.cli import OneLineFormatter, live_refusal, run_command
+from cryptoarb.run.cli import (
+    QUIET_LIBRARIES,
+    OneLineFormatter,
+    live_refusal,
+    run_command,
+    secret_values,
+    setup_logging,
+)
+from cryptoarb.run.runner import RunApp
 from cryptoarb.run.venue import describe_failure, is_network_failure
 from cryptoarb.venues.kucoin.rest import KucoinRest
 
@@ -83,3 +94,51 @@ def test_log_lines_are_one_line_without_tracebacks() -> None:
     other = logging.LogRecord("aiohttp.client", logging.WARNING, __file__, 1, "slow", (), None)
     assert fmt.format(other) == "warning: aiohttp.client: slow"
     assert "Traceback" in OneLineFormatter(debug=True).format(record)
+
+
+def test_live_needs_the_keys_of_the_venue_run_trades(monkeypatch: pytest.MonkeyPatch) -> None:
+    # run streams and trades run.venue (KuCoin); keys of another venue listed in `venues` do not let it go live
+    monkeypatch.setenv("CRYPTOARB_MODE", "live")
+    for key in ("KEY", "SECRET", "PASSPHRASE"):
+        monkeypatch.delenv(f"CRYPTOARB_SECRETS__KUCOIN_API_{key}", raising=False)
+    monkeypatch.setenv("CRYPTOARB_VENUES", '["coinbase"]')
+    monkeypatch.setenv("CRYPTOARB_SECRETS__CCXT__COINBASE__API_KEY", "x")
+    monkeypatch.setenv("CRYPTOARB_SECRETS__CCXT__COINBASE__SECRET", "y")
+    refusal = live_refusal(Settings())
+    assert refusal is not None and "CRYPTOARB_SECRETS__KUCOIN_API_KEY" in refusal
+
+
+def test_debug_logging_never_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CRYPTOARB_DEBUG=1 opens every logger to DEBUG, where ccxt logs each request with its signed key headers
+    monkeypatch.setenv("CRYPTOARB_DEBUG", "1")
+    monkeypatch.setenv("CRYPTOARB_SECRETS__KUCOIN_API_KEY", "key-SECRETVALUE-1")
+    monkeypatch.setenv("CRYPTOARB_DB_DSN", "postgresql://bob:PASSWORDVALUE@db/x")
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("cryptoarb", *QUIET_LIBRARIES)}
+    try:
+        setup_logging(Console(file=out, width=200), secret_values(Settings()))
+        logging.getLogger("ccxt.base.exchange").debug("GET /api/v1/accounts, Request: {'KC-API-KEY': "
+                                                      "'key-SECRETVALUE-1'}")
+        logging.getLogger("cryptoarb.run").debug("connecting with key-SECRETVALUE-1")
+        logging.getLogger("cryptoarb.storage").error("cannot open postgresql://bob:PASSWORDVALUE@db/x")
+    finally:
+        root.handlers[:], level, levels = saved
+        root.setLevel(level)
+        for name, value in levels.items():
+            logging.getLogger(name).setLevel(value)
+    text = out.getvalue()
+    assert "SECRETVALUE" not in text and "PASSWORDVALUE" not in text
+    assert "debug: connecting with ********" in text and "error: cannot open ********" in text
+    assert "ccxt" not in text  # third-party debug stays off even under CRYPTOARB_DEBUG
+
+
+async def test_duration_ends_a_run_whose_venue_never_answers(tmp_path) -> None:
+    # the venue refuses every connection: the run keeps retrying, and --duration still ends it on time
+    settings = Settings(data_dir=tmp_path / "data", run={"rest_url": "http://127.0.0.1:1", "status_port": 0,
+                                                         "watchlist_file": tmp_path / "watchlist.json"})
+    app = RunApp(settings, command="watch", console=Console(file=io.StringIO()), live_view=False,
+                 install_signals=False, duration_s=1.0)
+    summary = await asyncio.wait_for(app.run(), 20)
+    assert app.stop_reason == "duration" and app.venue_state == "unreachable"
+    assert summary is not None

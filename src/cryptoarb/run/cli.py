@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, SecretStr
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -39,11 +41,19 @@ class OneLineFormatter(logging.Formatter):
     """``error: message`` on one line; an attached exception becomes ``(Type: text)``, its traceback only
     with ``CRYPTOARB_DEBUG`` set."""
 
-    def __init__(self, debug: bool) -> None:
+    def __init__(self, debug: bool, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.debug = debug
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
+        line = self._format(record)
+        for secret in self.secrets:  # whatever a library logs (a request's signed headers, a DSN in an error)
+            if secret in line:
+                line = line.replace(secret, "********")
+        return line
+
+    def _format(self, record: logging.LogRecord) -> str:
         level = ("error" if record.levelno >= logging.ERROR else "warning" if record.levelno >= logging.WARNING
                  else "info" if record.levelno >= logging.INFO else "debug")
         text = record.getMessage()
@@ -73,16 +83,43 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def setup_logging(console: Console) -> None:
+QUIET_LIBRARIES = ("ccxt", "aiohttp", "asyncio", "websockets", "discord", "urllib3")
+"""Kept at WARNING under ``CRYPTOARB_DEBUG``: ccxt logs every request with its signed key headers at DEBUG."""
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold (``secrets.*``, the ccxt credentials included), and the DSN the
+    environment gives: what no log line may show."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(settings.secrets)
+    if dsn := os.environ.get("CRYPTOARB_DB_DSN"):
+        found.append(dsn)
+    return [s for s in found if s]
+
+
+def setup_logging(console: Console, secrets: Iterable[str] = ()) -> None:
     debug = bool(os.environ.get("CRYPTOARB_DEBUG"))
     handler = ConsoleHandler(console)
-    handler.setFormatter(OneLineFormatter(debug))
+    handler.setFormatter(OneLineFormatter(debug, secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("cryptoarb").setLevel(logging.DEBUG if debug else logging.INFO)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _fail(console: Console, message: str, code: int) -> typer.Exit:
@@ -108,7 +145,8 @@ def live_refusal(settings: Settings) -> str | None:
         import cryptoarb.execution.live  # noqa: F401
     except ImportError:
         return "--live refused: this build has no live executor (cryptoarb/execution/live.py)"
-    missing = live_gate(settings, True)
+    # run trades run.venue, whichever venues the demo's settings list: its keys are the ones that must be there
+    missing = live_gate(settings.model_copy(update={"venues": [settings.run.venue]}), True)
     if missing:
         return "--live refused; missing: " + "; ".join(missing)
     return None
@@ -121,7 +159,7 @@ def _execute(command: str, config: Path | None, live: bool, as_json: bool, durat
     settings = _settings(console, config)
     if live and (refusal := live_refusal(settings)) is not None:
         raise _fail(console, refusal, EXIT_USAGE)
-    setup_logging(console)
+    setup_logging(console, secret_values(settings))
     log = logging.getLogger("cryptoarb.run")
     if not live and command == "run" and settings.mode == "live":
         log.warning('mode = "live" in the configuration but --live not given: paper trading')

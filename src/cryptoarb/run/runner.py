@@ -305,6 +305,8 @@ class RunApp:
                                              backoff_max_s=self.rs.restart_backoff_max_s)
                 self.supervisor.spawn("loop-lag", self.lag.run)
                 deadline = None if self.duration_s is None else loop.time() + self.duration_s
+                # the duration bounds the whole run, the retries of an unreachable venue included
+                timer = None if deadline is None else loop.call_at(deadline, self.request_stop, "duration")
                 try:
                     markets = await self._connect()
                     if markets is not None:
@@ -319,6 +321,8 @@ class RunApp:
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug("start-up failed", exc_info=exc)
                 finally:
+                    if timer is not None:
+                        timer.cancel()
                     await self._shutdown()
         finally:
             if self.install_signals:

@@ -29,7 +29,7 @@ from cryptoarb.engine import Engine
 from cryptoarb.looplag import LoopLagMonitor
 from cryptoarb.model import Balance, BookUpdate, Cycle, Event, Execution, Notice, Opportunity
 from cryptoarb.notify.base import NotifierHub
-from cryptoarb.notify.console import ConsoleNotifier
+from cryptoarb.notify.console import ConsoleNotifier, quiet_on_broken_pipe
 from cryptoarb.notify.view import StatusView
 from cryptoarb.remote import RemoteSession
 from cryptoarb.status import EngineStatus
@@ -233,7 +233,7 @@ async def _single(venue: SimVenue) -> Steps:
 async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue], steps: Steps,
                now_fn: Callable[[], float], db_path: Path, *, console: Console | None, live_view: bool,
                multi: bool) -> DemoSummary:
-    console = console or Console(stderr=True)
+    console = quiet_on_broken_pipe(console or Console(stderr=True))
     markets = [m for venue in venues.values() for m in await venue.load_markets()]
     _fresh_db(db_path)
     store = SqliteStore(db_path)

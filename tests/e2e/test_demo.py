@@ -99,3 +99,21 @@ def test_a_stopped_demo_resolves_the_opportunities_in_flight(tmp_path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["interrupted"] and summary["in_flight"] == 0 and summary["simulated_s"] < 60
     assert stored(db, "opportunities") == stored(db, "executions") == summary["opportunities_detected"] >= 1
+
+
+def test_a_demo_whose_reader_goes_away_still_ends_with_its_store_whole(tmp_path):
+    # `cryptoarb demo 2>&1 | head -1`: the console's pipe closes after one line; the run must still end and
+    # close its database (rich's SystemExit on a broken pipe used to leave the store's thread holding it)
+    env = {**os.environ, "CRYPTOARB_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "cryptoarb.cli", "demo", "--duration", "5", "--seed", "7",
+                             "--speed", "0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                            cwd=tmp_path)
+    try:
+        assert proc.stderr is not None and proc.stderr.readline()
+        proc.stderr.close()
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    db = tmp_path / "data" / "demo-seed7.sqlite"
+    assert stored(db, "opportunities") == stored(db, "executions") > 0

@@ -19,6 +19,18 @@ from cryptoarb.model import Event, Execution, Notice, Opportunity, OrderStatus, 
 _FAILED = (OrderStatus.REJECTED, OrderStatus.CANCELED)
 
 
+def quiet_on_broken_pipe(console: Console) -> Console:
+    """``console``, made to stop printing when its reader goes away (``cmd 2>&1 | head -1``).
+
+    rich answers a closed pipe by pointing stdout at /dev/null and raising ``SystemExit`` from whatever
+    printed: a notifier's task, a log call inside the engine. asyncio lets that out of the event loop at
+    once, past every ``finally`` that would have flushed the store and closed its worker thread, which then
+    holds the process forever. A run whose console is gone goes on, silently, to its clean end instead.
+    """
+    console.on_broken_pipe = lambda: setattr(console, "quiet", True)  # type: ignore[method-assign]
+    return console
+
+
 def usd(value: float) -> str:
     """Signed dollars: ``+$1.23``, ``-$0.50``."""
     return f"{'-' if value < 0 else '+'}${abs(value):,.2f}"

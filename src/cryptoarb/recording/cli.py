@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cryptoarb.config import ConfigError, Settings, load_settings
+from cryptoarb.notify.console import quiet_on_broken_pipe
 
 if TYPE_CHECKING:  # the commands import their machinery when run, keeping `cryptoarb --help` fast
     from cryptoarb.model import BookUpdate
@@ -28,7 +29,7 @@ EXIT_RUNTIME = 1
 EXIT_USAGE = 2
 RECORDER_BATCH_ROWS = 10_000
 
-err = Console(stderr=True)
+err = quiet_on_broken_pipe(Console(stderr=True))
 
 ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="TOML settings file (default: ./cryptoarb.toml when present).", dir_okay=False)]

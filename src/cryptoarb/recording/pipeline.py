@@ -22,7 +22,7 @@ from cryptoarb.engine import Engine
 from cryptoarb.looplag import LoopLagMonitor
 from cryptoarb.model import Event
 from cryptoarb.notify.base import NotifierHub
-from cryptoarb.notify.console import ConsoleNotifier
+from cryptoarb.notify.console import ConsoleNotifier, quiet_on_broken_pipe
 from cryptoarb.notify.view import StatusView
 from cryptoarb.recording.replay import Recording, ReplayVenue
 from cryptoarb.storage.base import Store
@@ -110,7 +110,7 @@ async def run_replay(settings: Settings, recording: Recording, store: Store, *, 
     """
     from cryptoarb.demo import engine_status  # the demo's status view, shared
 
-    console = console or Console(stderr=True)
+    console = quiet_on_broken_pipe(console or Console(stderr=True))
     venue = ReplayVenue(recording, speed=speed)
     writer = StoreWriter(store, settings.storage.batch_size, settings.storage.flush_interval_s)
     hub = NotifierHub([ConsoleNotifier(console)])

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cryptoarb.config import ConfigError, Settings, load_settings
+from cryptoarb.notify.console import quiet_on_broken_pipe
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
@@ -155,7 +156,7 @@ def live_refusal(settings: Settings) -> str | None:
 def _execute(command: str, config: Path | None, live: bool, as_json: bool, duration: float | None) -> None:
     from cryptoarb.run.runner import RunApp, RunError, run_app
 
-    console = Console(stderr=True)
+    console = quiet_on_broken_pipe(Console(stderr=True))
     settings = _settings(console, config)
     if live and (refusal := live_refusal(settings)) is not None:
         raise _fail(console, refusal, EXIT_USAGE)

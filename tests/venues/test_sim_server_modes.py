@@ -26,3 +26,12 @@ def test_modes_and_default():
         assert marker in result.output
     bad = runner.invoke(cli(), ["sim-server", "coinbase", "--port", "-1"])
     assert bad.exit_code == 2
+
+
+def test_an_unknown_mode_or_log_level_is_a_usage_error():
+    runner = CliRunner()
+    unknown = runner.invoke(cli(), ["sim-server", "nope"])
+    assert unknown.exit_code == 2 and "'nope' is not a mode: one of kucoin, coinbase, bl3p" in unknown.output
+    for mode in ("kucoin", "coinbase", "bl3p"):
+        bad = runner.invoke(cli(), ["sim-server", mode, "--log-level", "BOGUS", "--port", "0"])
+        assert bad.exit_code == 2 and "--log-level" in bad.output, (mode, bad.output)

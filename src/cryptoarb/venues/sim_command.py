@@ -25,7 +25,17 @@ Speed = Annotated[float, typer.Option(min=0, help="Simulated seconds per wall se
                                                   "(step it with POST /_sim/step).", rich_help_panel=SIM_PANEL)]
 StepMs = Annotated[int, typer.Option(min=1, help="Market step.", rich_help_panel=SIM_PANEL)]
 Depth = Annotated[int, typer.Option(min=20, max=200, help="Book levels per side.", rich_help_panel=SIM_PANEL)]
-LogLevel = Annotated[str, typer.Option(help="Python log level.")]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise typer.BadParameter(f"one of {', '.join(LOG_LEVELS)} (any case), not {value!r}")
+    return value.upper()
+
+
+LogLevel = Annotated[str, typer.Option(help="Python log level: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+                                       callback=_log_level)]
 
 C = TypeVar("C")
 Serve = Callable[[C, Callable[[str], None]], Awaitable[None]]

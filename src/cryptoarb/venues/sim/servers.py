@@ -20,6 +20,9 @@ class _DefaultMode(TyperGroup):
     """A group whose first argument may be omitted: anything that is not a mode runs the default one."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            raise typer.BadParameter(f"{args[0]!r} is not a mode: one of {', '.join(self.commands)}", ctx=ctx,
+                                     param_hint="MODE")
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = [DEFAULT_MODE, *args]
         return super().parse_args(ctx, args)

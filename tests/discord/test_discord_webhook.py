@@ -235,6 +235,10 @@ async def test_a_silent_server_never_slows_notify_and_only_market_noise_is_dropp
     await notifier.close()
     assert notifier.failed["trade"] == 101
     assert "shutdown before delivery" in notify_log.records[-1].getMessage()
+    lines = [r.getMessage() for r in notify_log.records]
+    # the trade in flight had its request; the 100 queued behind it had none
+    assert sum("after 1 attempt(s): shutdown before it could be delivered" in line for line in lines) == 1
+    assert sum("after 0 attempt(s): shutdown before delivery" in line for line in lines) == 100
 
 
 async def test_the_webhook_url_is_never_logged(fake: FakeDiscord, notify_log: LogWaiter,

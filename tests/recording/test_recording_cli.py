@@ -55,6 +55,7 @@ def test_record_replay_backtest(config: Path, tmp_path: Path) -> None:
     assert code == 0, err
     summary = last_json(out)
     assert summary["batches"] == 101 and summary["span_s"] == 5.0 and summary["destination"] == str(rec)
+    assert summary["file_bytes"] == rec.stat().st_size < summary["bytes_out"]  # compressed on disk
     assert len(out.strip().splitlines()) == 1  # the progress view is on stderr
 
     code, out, err = run("replay", str(rec), "--config", str(config), "--speed", "0", "--no-view", "--json")

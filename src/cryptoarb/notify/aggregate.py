@@ -273,6 +273,7 @@ class QueuedNotifier:
         self._essential: deque[Outgoing] = deque()
         self._normal: deque[Outgoing] = deque()
         self._inflight: list[Outgoing] = []
+        self._inflight_attempts = 0  # requests made so far for the batch in flight
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -353,7 +354,9 @@ class QueuedNotifier:
                     await self._task
             except Exception:
                 log.exception("%s: sender failed", self.name)
-        left = [*self._inflight, *self._essential, *self._normal]
+        # the batch being sent when the time ran out has had its attempts; what waited behind it had none
+        self._lost(self._inflight, "shutdown before it could be delivered", self._inflight_attempts)
+        left = [*self._essential, *self._normal]
         left += [Outgoing(b.category, False, b) for b in self._aggregator.drain()]
         self._inflight, self._essential, self._normal = [], deque(), deque()
         self._lost(left, "shutdown before delivery", 0)
@@ -415,6 +418,7 @@ class QueuedNotifier:
         attempts = waits = 0
         while True:
             attempts += 1
+            self._inflight_attempts = attempts
             try:
                 await self._deliver(batch)
             except RateLimited as exc:

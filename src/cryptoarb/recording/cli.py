@@ -129,7 +129,8 @@ def record_command(
     Console().print(_table("cryptoarb record", [
         ("destination", str(summary["destination"])), ("batches", f"{stats.batches:,}"),
         ("book updates", f"{stats.updates:,}"), ("recorded seconds", f"{stats.span_s:,.2f}"),
-        ("bytes written", f"{stats.bytes_out:,}" if not to_store else "-"),
+        ("bytes written (uncompressed / on disk)",
+         f"{stats.bytes_out:,} / {summary['file_bytes']:,}" if not to_store else "-"),
         ("ticks dropped (overload)", f"{stats.dropped:,}"), ("wall seconds", f"{stats.wall_s:,.2f}"),
         *([("opportunities detected / executed",
             f"{summary['opportunities_detected']:,} / {summary['opportunities_executed']:,}"),
@@ -209,6 +210,8 @@ async def _record(settings: Settings, path: Path | None, snapshots: bool, durati
             await store.close()
         await venue.close()
     extra: dict[str, Any] = {"destination": destination, "interrupted": stop.is_set()}
+    if path is not None:
+        extra["file_bytes"] = path.stat().st_size  # bytes_out counts the JSON lines before compression
     if engine is not None:
         extra.update(opportunities_detected=engine.counters.detected, opportunities_executed=engine.counters.executed,
                      trades=engine.ledger.trades, realized_pnl_usd=round(engine.ledger.realized_pnl_usd, 6))

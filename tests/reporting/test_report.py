@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -103,15 +104,80 @@ def test_report_json_and_default_database(demo_db, tmp_path, monkeypatch):
     assert summary["leg_slippage_bps"]["n"] > 0 and summary["charts"] == {}
 
 
-def test_report_errors_are_one_line(tmp_path):
-    result = CliRunner().invoke(app(), ["report", "--db", str(tmp_path / "nope.sqlite")])
-    assert result.exit_code == 1 and "no database" in result.output
+def test_report_errors_are_one_line(tmp_path, monkeypatch):
+    missing = tmp_path / "nope.sqlite"
+    result = CliRunner().invoke(app(), ["report", "--db", str(missing)])
+    # a missing input file is bad usage (exit 2), as for replay, backtest and scan
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: no database at {missing}"
     with pytest.raises(FileNotFoundError, match="cryptoarb demo"):
         default_db(tmp_path, tmp_path / "cryptoarb.sqlite")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CRYPTOARB_DATA_DIR", str(tmp_path / "data"))  # no database, no demo one
+    result = CliRunner().invoke(app(), ["report"])
+    assert result.exit_code == 2 and "cryptoarb demo" in result.stderr
     empty = tmp_path / "empty.sqlite"
     sqlite3.connect(empty).close()
     result = CliRunner().invoke(app(), ["report", "--db", str(empty)])
     assert result.exit_code == 1 and "not a cryptoarb database" in result.output
+
+
+def test_report_on_a_file_that_is_not_sqlite_names_the_file(tmp_path):
+    path = tmp_path / "notdb.sqlite"
+    path.write_bytes(b"this is not a database, " * 10)
+    result = CliRunner().invoke(app(), ["report", "--db", str(path)])
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {path}: file is not a database"
+    assert path.read_bytes() == b"this is not a database, " * 10 and sorted(tmp_path.iterdir()) == [path]
+
+
+def _wal_copy(demo_db: Path, directory: Path, name: str = "demo.sqlite") -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    db = directory / name
+    shutil.copyfile(demo_db, db)
+    assert db.read_bytes()[18:20] == b"\x02\x02"  # WAL mode, as the demo and every run write it
+    return db
+
+
+def test_report_leaves_the_directory_as_it_found_it(demo_db, tmp_path):
+    db = _wal_copy(demo_db, tmp_path / "data")
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir()}
+    result = CliRunner().invoke(app(), ["report", "--db", str(db), "--json", "--no-charts"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["detected"] > 0
+    assert {p.name: p.read_bytes() for p in db.parent.iterdir()} == before  # no -wal, no -shm, no change
+
+
+def test_report_reads_paths_that_uris_would_misread(demo_db, tmp_path):
+    db = _wal_copy(demo_db, tmp_path / "a dir #1", "demo ?mode=rw #2 %41.sqlite")
+    rep = load_report(db)
+    assert rep.detected == load_report(demo_db).detected > 0 and rep.db == str(db)
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
+
+
+def test_report_beside_a_live_writer(demo_db, tmp_path):
+    """The report reads what a writer has committed, leaves the writer's -wal/-shm alone while it is
+    open, and the writer carries on; when it closes, SQLite removes them."""
+    db = _wal_copy(demo_db, tmp_path / "live")
+    detected = load_report(db).detected
+    writer = sqlite3.connect(db, isolation_level=None)
+    try:
+        columns = [r[1] for r in writer.execute("PRAGMA table_info(opportunities)")]
+
+        def add(suffix: str) -> None:
+            select = ", ".join(f"id || '{suffix}'" if c == "id" else c for c in columns)
+            writer.execute(f"INSERT INTO opportunities ({', '.join(columns)}) SELECT {select} FROM opportunities "
+                           "ORDER BY id LIMIT 1")
+
+        add("-a")  # committed, in the writer's WAL only
+        wal = db.with_name(db.name + "-wal")
+        assert wal.stat().st_size > 0
+        assert load_report(db).detected == detected + 1
+        assert wal.exists() and db.with_name(db.name + "-shm").exists()
+        add("-b")
+        assert load_report(db).detected == detected + 2
+    finally:
+        writer.close()
+    assert sorted(p.name for p in db.parent.iterdir()) == [db.name]
+    assert load_report(db).detected == detected + 2
 
 
 def test_build_report_defaults_the_chart_directory_beside_the_database(demo_db):

@@ -432,3 +432,9 @@ def test_db_stats_leaves_the_file_it_inspects_as_it_was(tmp_path: Path, monkeypa
     stats = json.loads(result.stdout.strip().splitlines()[-1])
     assert stats["schema_version"] == 0 and set(stats["tables"].values()) == {None}
     assert foreign.read_bytes() == before and not Path(f"{foreign}-wal").exists()  # no table, no WAL switch
+
+    ours = tmp_path / "ours.sqlite"  # a cryptoarb database, in WAL mode: stats leaves no -wal/-shm behind
+    assert runner.invoke(app, ["db", "init", "--sqlite", str(ours)]).exit_code == 0
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    assert runner.invoke(app, ["db", "stats", "--sqlite", str(ours)]).exit_code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing

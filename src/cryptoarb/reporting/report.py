@@ -127,9 +127,25 @@ def _round(x: float, digits: int = 6) -> float:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    """A connection that only reads ``path`` and leaves its directory as it found it.
+
+    Not ``mode=ro``: on a WAL database every reader needs the ``-wal`` and ``-shm`` files and creates
+    them, and only a connection that may write can checkpoint and delete them as the last one to close,
+    so a read-only one leaves them behind. A read-write connection with ``PRAGMA query_only`` changes
+    no data yet lets SQLite clean up under its own locks: while a writer has the database open, the
+    files are the writer's and stay (its close removes them). ``immutable=1`` would create nothing but
+    also skip the locks, so a live writer's checkpoint could tear the pages being read. A file the OS
+    write-protects is opened read-only all the same (and may keep the ``-wal``/``-shm`` it needed).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"no database at {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # as_uri() percent-encodes "?", "#", "%" and spaces, which a "file:" URI would otherwise misread.
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -471,16 +487,22 @@ def report(
             db = default_db(settings.data_dir, settings.sqlite_path)
         except FileNotFoundError as exc:
             err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2) from None
         from cryptoarb.storage import resolve_dsn
 
         if resolve_dsn(settings):
             err.print(f"[yellow]note: the report reads SQLite databases ({db}); a PostgreSQL store has the same "
                       "tables to query directly[/]", highlight=False, soft_wrap=True)
+    if not db.is_file():  # a missing input file is bad usage, as for replay, backtest and scan
+        err.print(f"[bold red]error:[/] no database at {db}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     try:
         result = build_report(db, out, charts=charts)
-    except (FileNotFoundError, ValueError, sqlite3.DatabaseError) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    except sqlite3.DatabaseError as exc:  # "file is not a database": say which file
+        err.print(f"[bold red]error:[/] {db}: {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(result.summary(), separators=(",", ":"), default=str))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from cryptoarb.config import ConfigError, Settings, load_settings
 from cryptoarb.storage import PostgresStore, SqliteStore, Store, StoreError, mask_dsn, resolve_dsn
+from cryptoarb.storage.postgres import check_dsn
 from cryptoarb.storage.schema import LATEST_VERSION, TABLES, TIME_SERIES
 
 EXIT_RUNTIME = 1
@@ -58,6 +60,7 @@ def _store(settings: Settings, dsn: str | None, schema: str | None, sqlite: Path
     resolved = resolve_dsn(settings, dsn)
     if resolved:
         try:
+            check_dsn(resolved)  # an unreadable DSN is bad configuration, said without its password
             return PostgresStore(resolved, schema=schema)
         except StoreError as exc:
             raise _fail(str(exc), EXIT_USAGE) from None
@@ -70,11 +73,13 @@ def _location(store: Store) -> str:
     return store.location if isinstance(store, PostgresStore) else str(getattr(store, "path", "?"))
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
+def _run(work: Callable[[], Awaitable[T]], store: Store) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except (StoreError, OSError, asyncpg.PostgresError) as exc:
         raise _fail(str(exc), EXIT_RUNTIME) from None
+    except sqlite3.Error as exc:  # "file is not a database" and the like: say which file
+        raise _fail(f"{_location(store)}: {exc}", EXIT_RUNTIME) from None
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
@@ -107,7 +112,7 @@ def init(config: ConfigOption = None, dsn: DsnOption = None, schema: SchemaOptio
         finally:
             await store.close()
 
-    before, after, created = _run(work)
+    before, after, created = _run(work, store)
     data = {"backend": _backend(store), "location": _location(store), "created": created,
             "schema_version_before": before, "schema_version": after}
     verb = "created" if created else "found"
@@ -131,7 +136,7 @@ def migrate(config: ConfigOption = None, dsn: DsnOption = None, schema: SchemaOp
         finally:
             await store.close()
 
-    before, after = _run(work)
+    before, after = _run(work, store)
     data = {"backend": _backend(store), "location": _location(store), "schema_version_before": before,
             "schema_version": after, "applied": after - before}
     _emit(as_json, data, f"{_location(store)}: schema version {before} -> {after} "
@@ -147,7 +152,7 @@ def stats(config: ConfigOption = None, dsn: DsnOption = None, schema: SchemaOpti
         if not store.path.exists():
             raise _fail(f"no database at {store.path}; create it with `cryptoarb db init`", EXIT_RUNTIME)
         store = SqliteStore(store.path, read_only=True)  # inspecting a file must not change it
-    data = _run(lambda: store_stats(store))
+    data = _run(lambda: store_stats(store), store)
     if as_json:
         print(json.dumps(data, separators=(",", ":")))
         return
@@ -212,11 +217,16 @@ async def _create_database_if_missing(dsn: str) -> bool:
         conn = await asyncpg.connect(dsn)
     except asyncpg.InvalidCatalogNameError:
         pass
+    except (OSError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"cannot connect to {mask_dsn(dsn)}: {exc}") from exc
     else:
         await conn.close()
         return False
     name = _database_name(dsn)
-    admin = await asyncpg.connect(dsn, database="postgres")
+    try:
+        admin = await asyncpg.connect(dsn, database="postgres")
+    except (OSError, asyncpg.InterfaceError) as exc:
+        raise StoreError(f"cannot connect to {mask_dsn(dsn)} (database postgres): {exc}") from exc
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     except asyncpg.DuplicateDatabaseError:

@@ -23,6 +23,7 @@ import re
 import time
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, unquote, unquote_plus, urlsplit
 
 import asyncpg
 
@@ -48,17 +49,132 @@ _MIGRATION_LOCK = 0x63617262_01
 _PARTITION_LOCK = 0x63617262_02
 
 
+_MASK = "********"
+_SECRET_KEYS = frozenset({"password", "sslpassword"})
+# A URL: a scheme, then (usually) "//". Anything else is read as libpq's keyword/value form.
+_URL_START = re.compile(r"\s*[A-Za-z][A-Za-z0-9+.\-]*:(?://)?")
+_URL_PREFIX = re.compile(r"[\x00-\x20]*postgres(?:ql)?://", re.IGNORECASE)
+_QUERY_KEY = re.compile(r"(?<=[?&])([^=&#?]*)=")
+# A secret query value runs to the next "&name=": a raw "&", "?" or "#" in a password stays masked.
+_NEXT_FIELD = re.compile(r"&[^=&#?]*=")
+# libpq keyword/value: ``password = 'it\'s'`` quoted (backslash escapes; an unterminated quote runs to
+# the end) or bare (up to unescaped whitespace).
+_KEYWORD_SECRET = re.compile(
+    r"(?:^|(?<=\s))(?:ssl)?password\s*=\s*('(?:[^'\\]|\\.)*(?:'|\\?\Z)|(?:[^\s\\]|\\.)*\\?)",
+    re.IGNORECASE | re.DOTALL)
+
+
 def mask_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced, safe to print."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", dsn)
+    """``dsn`` with every password replaced by ``********``, safe to print; never raises.
+
+    Masks the URL's userinfo password (up to the *last* ``@``, so a raw ``@``, ``:`` or ``/`` in it is
+    masked whole), ``password=`` and ``sslpassword=`` in the URL's query (names percent-decoded), and
+    the same keys in libpq's ``key=value`` form, quoted or not. When in doubt it masks more.
+    """
+    spans: list[tuple[int, int]] = []
+    if url := _URL_START.match(dsn):
+        start = url.end()
+        first_secret = len(dsn)
+        if (query := dsn.find("?", start)) >= 0:
+            for key in _QUERY_KEY.finditer(dsn, query):
+                if unquote_plus(key.group(1)).strip().lower() in _SECRET_KEYS:
+                    following = _NEXT_FIELD.search(dsn, key.end())
+                    spans.append((key.end(), following.start() if following else len(dsn)))
+                    first_secret = min(first_secret, key.start())
+        # The userinfo ends at the last "@" before any secret query field (whose value may hold "@").
+        at = dsn.rfind("@", start, first_secret)
+        colon = dsn.find(":", start, at) if at >= 0 else -1
+        if colon >= 0:
+            spans.append((colon + 1, at))
+    else:
+        spans += [m.span(1) for m in _KEYWORD_SECRET.finditer(dsn)]
+    merged: list[list[int]] = []
+    for begin, end in sorted(spans):
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    out, pos = [], 0
+    for begin, end in merged:
+        out += [dsn[pos:begin], _MASK]
+        pos = end
+    out.append(dsn[pos:])
+    return "".join(out)
+
+
+def check_dsn(dsn: str) -> None:
+    """Raise :class:`StoreError` (naming the problem, the DSN masked) unless asyncpg reads ``dsn`` as meant.
+
+    That is a ``postgresql://`` (or ``postgres://``) URL with numeric ports and a well-formed query. A
+    raw ``@`` in the user name or password is refused: asyncpg splits the userinfo at the *first* ``@``
+    and would take the rest of the password for the host name (and print it in its errors).
+    """
+    if reason := _dsn_problem(dsn):
+        raise StoreError(f"invalid PostgreSQL DSN {mask_dsn(dsn)}: {reason}")
+
+
+def _dsn_problem(dsn: str) -> str | None:
+    # Fixed texts only: urllib's and int()'s messages can quote parts of the password.
+    try:
+        parsed = urlsplit(dsn)
+    except ValueError:
+        return "not a valid URL (an IPv6 host goes in brackets: [::1])"
+    if parsed.scheme not in ("postgresql", "postgres") or not _URL_PREFIX.match(dsn):
+        return "expected a postgresql://user:password@host:port/database URL (not the libpq key=value form)"
+    userinfo, at, hostspec = parsed.netloc.rpartition("@")
+    if "@" in userinfo:
+        return "write an @ in the user name or password as %40"
+    if not at and "@" in parsed.path:  # "u:pa/ss@host/db": the password's tail would be the database name
+        return "write a / in a password as %2F (and an @ in a database name as %40)"
+    query: dict[str, list[str]] = {}
+    if parsed.query:
+        try:
+            query = parse_qs(parsed.query, strict_parsing=True)
+        except ValueError:
+            return "malformed query string (name=value fields joined by &, percent-encoded)"
+    if hostspec and not _hosts_ok(hostspec, unquote_ports=True):
+        return "malformed host or port (write a /, ? or # in a password as %2F, %3F, %23)"
+    if "host" in query and not _hosts_ok(query["host"][-1], unquote_ports=False):
+        return "malformed host or port in the query's host="
+    if "port" in query and not all(_is_int(p) for p in query["port"][-1].split(",")):
+        return "the query's port= is not a number"
+    return None
+
+
+def _hosts_ok(hostlist: str, *, unquote_ports: bool) -> bool:
+    """Whether asyncpg's host list parser reads ``hostlist``: ``host[:port]``, ``[ipv6][:port]`` or
+    ``/socket/dir``, comma-separated."""
+    for spec in hostlist.split(","):
+        if not spec or (spec[0] == "[" and not re.match(r"\[[^\]]+\](?::[0-9]+)?", spec)):
+            return False
+        if spec[0] in "/[":
+            continue
+        port = spec.partition(":")[2]
+        if port and not _is_int(unquote(port) if unquote_ports else port):
+            return False
+    return True
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def pg_unavailable(dsn: str, timeout_s: float = 5.0) -> str | None:
     """Why no PostgreSQL server answers at ``dsn`` (``None`` when one does)."""
     try:
+        check_dsn(dsn)
+    except StoreError as exc:
+        return str(exc)
+    try:
         conn = await asyncpg.connect(dsn, timeout=timeout_s)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         return f"no PostgreSQL server at {mask_dsn(dsn)}: {type(exc).__name__}: {exc}"
+    except ValueError:
+        return f"no PostgreSQL server at {mask_dsn(dsn)}: invalid DSN"
     await conn.close()
     return None
 
@@ -92,6 +208,7 @@ class PostgresStore:
     async def open(self) -> None:
         if self._pool is not None:
             return
+        check_dsn(self.dsn)
         try:
             settings = await self._prepare()
             pools: list[asyncpg.Pool] = []
@@ -106,6 +223,8 @@ class PostgresStore:
                 raise
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot connect to {mask_dsn(self.dsn)}: {exc}") from exc
+        except ValueError as exc:  # from urllib or int(): its message may quote part of the DSN
+            raise StoreError(f"cannot connect to {mask_dsn(self.dsn)}: invalid DSN") from exc
         self._write_pool, self._pool = pools
 
     async def _prepare(self) -> dict[str, str]:

@@ -43,9 +43,12 @@ class SqliteStore:
         if self._db is not None:
             return
         if self.read_only:
-            db = await aiosqlite.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
+            # rw + query_only, not mode=ro: a read-only connection to a WAL database creates its -wal/-shm
+            # files and can never remove them; this one changes no data and lets SQLite clean up (see report)
+            db = await aiosqlite.connect(self.path.resolve().as_uri() + "?mode=rw", uri=True, isolation_level=None)
             try:
                 await db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+                await db.execute("PRAGMA query_only = ON")
             except BaseException:
                 await db.close()
                 raise

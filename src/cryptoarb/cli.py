@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cryptoarb import __version__
-from cryptoarb.config import ConfigError, Settings, load_settings, masked
+from cryptoarb.config import SECRET_MASK, ConfigError, Settings, check_http_url, load_settings, masked
 from cryptoarb.recording.cli import backtest_command, record_command, replay_command
 from cryptoarb.reporting import report
 from cryptoarb.run.cli import run_command, watch_command
@@ -40,8 +45,21 @@ ConfigOption = Annotated[Path | None, typer.Option(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _not_nan(value: float) -> float:
+    # typer releases that use click's FloatRange let NaN through min= (every comparison with NaN is false)
+    if math.isnan(value):
+        raise typer.BadParameter("must be a number, not nan")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, not {value}")
+    return value
 
 
 def settings_or_exit(path: Path | None, **overrides: Any) -> Settings:
@@ -65,9 +83,10 @@ def root(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 @app.command()
 def demo(
-    duration: Annotated[float, typer.Option(min=0.5, help="Simulated seconds to run.")] = 60.0,
+    duration: Annotated[float, typer.Option(min=0.5, callback=_not_nan, help="Simulated seconds to run.")] = 60.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulated market (same seed, same run).")] = None,
     speed: Annotated[float, typer.Option(
+        min=0, callback=_not_nan,
         help="Simulated seconds per wall second; 0 runs as fast as the machine allows.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on the "
                                           "last line of stdout.")] = False,
@@ -136,13 +155,14 @@ def scan(
                                               dir_okay=False)] = None,
     books: Annotated[Path | None, typer.Option(help="Directory of level2_100 responses named SYMBOL.json; "
                                                "without it sizes are limited to top-of-book sizes.",
-                                               file_okay=False)] = None,
+                                               exists=True, file_okay=False)] = None,
     sim: Annotated[bool, typer.Option("--sim", help="Scan the simulated exchange instead of files.")] = False,
     rest_url: Annotated[str | None, typer.Option(
         help="Scan one REST snapshot of KuCoin at this base URL (https://api.kucoin.com, or a sim-server's URL); "
              "the books of the candidate cycles' markets are fetched to size them on depth.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the simulated exchange (with --sim).")] = None,
-    at: Annotated[float, typer.Option(min=0, help="Simulated seconds to run before the snapshot (with --sim).")]
+    at: Annotated[float, typer.Option(min=0, callback=_finite,
+                                      help="Simulated seconds to run before the snapshot (with --sim).")]
     = 10.0,
     min_profit_bps: Annotated[float | None, typer.Option(
         help="Top-of-book net return after fees (bps) a cycle needs to be sized; default detector.min_return_bps.")]
@@ -164,6 +184,10 @@ def scan(
     if sum(sources) != 1:
         raise fail("give one source: --symbols and --tickers (saved responses), --sim, or --rest-url", EXIT_USAGE)
     if rest_url is not None:
+        try:
+            check_http_url(rest_url)
+        except ValueError as exc:
+            raise fail(f"--rest-url {rest_url}: {exc}", EXIT_USAGE) from None
         result = asyncio.run(_rest_scan(settings, rest_url, min_profit_bps))
         if as_json:
             print(json.dumps([opportunity_json(o) for o in result.opportunities], separators=(",", ":")))
@@ -270,25 +294,57 @@ def _print_scan(result: Any, limit: int) -> None:
 @config_app.command("show")
 def config_show(
     config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML-like text.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on one line instead of TOML.")] = False,
 ) -> None:
     """Print the effective configuration (file + environment), every secret masked."""
     data = masked(settings_or_exit(config))
     if as_json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, separators=(",", ":")))
         return
     _print_toml(data)
 
 
 def _print_toml(data: dict[str, Any], prefix: str = "") -> None:
+    """``data`` as TOML; a key left unset (None, which TOML cannot say) is shown as a comment."""
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     for key, value in data.items():
-        if key not in tables:
-            print(f"{key} = {json.dumps(value)}")
+        if key in tables:
+            continue
+        if value is None:
+            print(f"# {_toml_key(key)}: not set")
+        else:
+            print(f"{_toml_key(key)} = {_toml_value(value)}")
     for key, value in tables.items():
-        name = f"{prefix}{key}"
+        name = f"{prefix}{_toml_key(key)}"
         print(f"\n[{name}]")
         _print_toml(value, prefix=f"{name}.")
+
+
+def _toml_key(key: Any) -> str:
+    key = str(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, except that TOML wants DEL escaped too."""
+    quoted = json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+    try:
+        quoted.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (undecodable bytes from the environment): escape everything
+        quoted = json.dumps(text).replace("\x7f", "\\u007f")
+    return quoted
 
 
 # Commands that live beside the code they drive, listed after the ones defined above.
@@ -303,14 +359,62 @@ app.add_typer(db_app, name="db")
 
 
 def main() -> None:
-    """Console entry point: no traceback for runtime failures unless CRYPTOARB_DEBUG is set."""
+    """Console entry point: no traceback for runtime failures unless CRYPTOARB_DEBUG is set.
+
+    A reader that goes away (``cryptoarb config show | head -1``) ends the process quietly with exit 1: the
+    standard streams are flushed here, where the BrokenPipeError can be caught, then pointed at /dev/null so
+    that Python's own flush at exit has nothing left to fail on (docs.python.org, "Note on SIGPIPE").
+    """
     try:
-        app()  # standalone: bad usage prints a message and exits 2
-    except Exception as exc:
-        if os.environ.get("CRYPTOARB_DEBUG"):
+        try:
+            app()  # standalone: bad usage prints a message and exits 2
+        except BrokenPipeError:
             raise
-        err.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+        except Exception as exc:
+            if os.environ.get("CRYPTOARB_DEBUG"):
+                raise
+            message = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
+            for secret in _environment_secrets():
+                message = message.replace(secret, SECRET_MASK)
+            err.print(Text.assemble(("error:", "bold red"), f" {message}"), highlight=False, soft_wrap=True)
+            sys.exit(EXIT_RUNTIME)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+    except BrokenPipeError:
+        _silence_standard_streams()
         sys.exit(EXIT_RUNTIME)
+
+
+def _silence_standard_streams() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no stream, or no file descriptor
+            os.dup2(devnull, stream.fileno())
+
+
+def _environment_secrets() -> list[str]:
+    """The secret values the environment holds (``CRYPTOARB_SECRETS...``, the DSN), longest first: what an
+    error line must not show. Values under 4 characters are not worth mangling messages for."""
+    found: set[str] = set()
+    for name, value in os.environ.items():
+        upper = name.upper()
+        if upper.startswith("CRYPTOARB_SECRETS") or upper == "CRYPTOARB_DB_DSN":
+            found.add(value)
+            with contextlib.suppress(ValueError):
+                found.update(_strings(json.loads(value)))
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 if __name__ == "__main__":

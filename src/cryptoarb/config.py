@@ -7,14 +7,17 @@ Nested keys map to environment variables with ``__``: ``CRYPTOARB_RISK__MAX_NOTI
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 KNOWN_VENUES = ("kucoin", "coinbase", "bl3p")
 """Venues with native adapters (and simulated twins). Any ccxt exchange id is accepted too (``[ccxt.<id>]``)."""
@@ -155,6 +158,24 @@ class RunSettings(_Section):
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio", description="the event loop: asyncio's (from a market frame to its order on the wire it "
         "measured faster than uvloop, benchmarks/README.md) or uvloop")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        return check_http_url(url)
+
+
+def check_http_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host (and a valid port, if any); else ValueError saying so."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # that port, or an unbalanced [ipv6
+        valid = False
+    if not valid:
+        raise ValueError("must be an http(s) URL with a host, e.g. https://api.kucoin.com")
+    return url
 
 
 class NotifySettings(_Section):
@@ -353,14 +374,21 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         path = Path("cryptoarb.toml")
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            raw = path.read_bytes()
+            data = tomllib.loads(raw.decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or type(exc).__name__}") from None
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise ConfigError(f"{path}: not a UTF-8 text file (invalid byte on line {line})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         if "secrets" in data:
-            keys = ", ".join(sorted(data["secrets"])) if isinstance(data["secrets"], dict) else "secrets"
-            raise ConfigError(f"secrets.{keys}: secrets are read only from the environment "
+            secrets = data["secrets"]
+            keys = ", ".join(f"secrets.{k}" for k in sorted(secrets)) if isinstance(secrets, dict) else ""
+            raise ConfigError(f"{keys or 'secrets'}: secrets are read only from the environment "
                               "(e.g. CRYPTOARB_SECRETS__KUCOIN_API_KEY), never from the config file")
     for dotted, value in overrides.items():
         if value is None:
@@ -374,18 +402,111 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         return Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc)) from None
+    except SettingsError as exc:  # an environment value of a list, dict or section that is not JSON
+        raise ConfigError(_env_json_error(exc, os.environ)) from None
 
 
 def _one_line(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "config"
+    """The first problem as ``key: what is wrong``; the offending value is quoted except under ``secrets``."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = first["loc"]
+    key = ".".join(str(p) for p in loc) or "config"
     msg = first["msg"]
+    secret = bool(loc) and loc[0] == "secrets"
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif secret:
+        given = first.get("input")
+        if isinstance(given, str | int | float) and len(str(given)) >= 4 and str(given) in msg:
+            msg = msg.replace(str(given), SECRET_MASK)
     elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
         msg = f"{msg} (got {first['input']!r})"
-    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return f"{key}: {msg}{more}"
+
+
+_ENV_PREFIX = "CRYPTOARB_"
+_ENV_DELIMITER = "__"
+
+
+def _env_json_error(exc: SettingsError, environ: Mapping[str, str]) -> str:
+    """One line for pydantic-settings' "error parsing value for field ... from source EnvSettingsSource":
+    the variable whose value had to be JSON (a list, a dict or a whole section) and was not, with an example.
+    A value under ``secrets`` is never quoted."""
+    named = re.search(r'field "([^"]+)"', str(exc))
+    field = named.group(1).lower() if named else None
+    for name, value in sorted(environ.items()):
+        if not name.upper().startswith(_ENV_PREFIX):
+            continue
+        path = name[len(_ENV_PREFIX):].lower().split(_ENV_DELIMITER)
+        if field is not None and path[0] != field:
+            continue
+        found = _json_field(path)
+        if found is None:
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            return f"{'.'.join(path)} ({name}): {_json_hint(path, value, *found)}"
+    key = field or "config"
+    return f"{key}: an environment value (CRYPTOARB_{key.upper()}...) is not valid JSON"
+
+
+def _json_field(path: list[str]) -> tuple[Any, Any] | None:
+    """(annotation, default) of the settings field at ``path`` when its environment value must be JSON,
+    as pydantic-settings decodes it (a list, tuple, set, dict or section that is not optional), else None."""
+    annotation: Any = Settings
+    default: Any = None
+    for part in path:
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None  # under a dict or a plain value: pydantic-settings lets a non-JSON value through
+        fields = {k.lower(): f for k, f in annotation.model_fields.items()}
+        if part not in fields:
+            return None
+        annotation = fields[part].annotation
+        default = fields[part].get_default(call_default_factory=True)
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, default
+    if origin in (list, tuple, set, frozenset, dict) or annotation in (list, tuple, set, frozenset, dict):
+        return annotation, default
+    return None
+
+
+def _json_hint(path: list[str], value: str, annotation: Any, default: Any) -> str:
+    env = _ENV_PREFIX + _ENV_DELIMITER.join(path).upper()
+    if path[0] == "secrets":
+        return (f"expected a JSON object (the value is not shown: it is a secret); or set one secret per "
+                f"variable, e.g. {_ENV_PREFIX}SECRETS__KUCOIN_API_KEY")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        first, sample = next(iter(default.model_dump(mode="json").items()))
+        return (f"expected a JSON object, e.g. {json.dumps({first: sample})}; or one variable per key, "
+                f"e.g. {env}{_ENV_DELIMITER}{first.upper()}={json.dumps(sample)}")
+    origin = get_origin(annotation) or annotation
+    if origin is dict:
+        sample = _first_items(default)
+        return f"expected a JSON object, e.g. {json.dumps(sample)}" if sample else "expected a JSON object"
+    items = [_scalar(part.strip()) for part in value.split(",") if part.strip()]
+    return f"expected JSON, e.g. {json.dumps(items or list(default or []))}"
+
+
+def _first_items(value: Any) -> Any:
+    """``value`` cut down to its first entry at every level of nesting: a short example of its shape."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict) and value:
+        key, inner = next(iter(value.items()))
+        return {key: _first_items(inner)}
+    return value
+
+
+def _scalar(text: str) -> Any:
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, int | float | bool) else text
 
 
 def masked(settings: Settings) -> dict[str, Any]:

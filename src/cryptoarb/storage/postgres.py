@@ -110,7 +110,9 @@ def check_dsn(dsn: str) -> None:
     and would take the rest of the password for the host name (and print it in its errors).
     """
     if reason := _dsn_problem(dsn):
-        raise StoreError(f"invalid PostgreSQL DSN {mask_dsn(dsn)}: {reason}")
+        # a string that is not even a URL could be anything (a password pasted in the wrong variable): not shown
+        shown = mask_dsn(dsn) if _URL_PREFIX.match(dsn) else "(not shown)"
+        raise StoreError(f"invalid PostgreSQL DSN {shown}: {reason}")
 
 
 def _dsn_problem(dsn: str) -> str | None:

@@ -54,7 +54,9 @@ def test_report_matches_the_database(demo_db):
         realized = conn.execute("SELECT SUM(realized_profit_usd) FROM executions").fetchone()[0]
         no_liquidity = conn.execute("SELECT COUNT(*) FROM orders WHERE status = 'canceled'").fetchone()[0]
         reasons = dict(conn.execute("SELECT reason, COUNT(*) FROM rejections GROUP BY reason").fetchall())
+        fills = conn.execute("SELECT COUNT(*) FROM fills").fetchone()[0]
     assert rep.detected == detected and rep.executed + rep.missed == executions
+    assert rep.fills == fills > 0  # the demo summary's trades
     assert rep.executed == with_fills and rep.captured + rep.partial == rep.executed
     assert rep.capture_rate == pytest.approx(with_fills / detected)
     assert rep.realized_usd == pytest.approx(realized)

@@ -75,6 +75,8 @@ class Report:
     missed: int = 0
     refused: int = 0
     pending: int = 0
+    fills: int = 0
+    """Fill rows: what the demo's summary counts as trades."""
     expected_usd: float = 0.0
     """Sum of the plans' profit (USD at detection) over every resolved opportunity."""
     expected_executed_usd: float = 0.0
@@ -249,6 +251,7 @@ def load_report(db: Path | str) -> Report:
         fills: dict[str, list[sqlite3.Row]] = defaultdict(list)
         for r in conn.execute("SELECT * FROM fills ORDER BY at, id"):
             fills[r["client_oid"]].append(r)
+        report.fills = sum(len(rows) for rows in fills.values())
         executions = {r["opportunity_id"]: r for r in conn.execute("SELECT * FROM executions ORDER BY at")}
         rejects: Counter[str] = Counter()
         if "rejections" in tables:
@@ -337,8 +340,9 @@ def load_report(db: Path | str) -> Report:
             latency["send_to_done"].append((row_out.at - min(sent)) * 1000.0)
         latency["detect_to_done"].append((row_out.at - opportunity.detected_at) * 1000.0)
     report.rejects = dict(sorted(rejects.items(), key=lambda kv: (-kv[1], kv[0])))
-    report.latency_ms = {
-        stage: {"n": float(len(v)), **{f"p{q}": percentile(v, q) for q in (50, 90, 99)}, "max": max(v)}
+    report.latency_ms = {  # microsecond resolution: the timestamps are float seconds (50.00000000000071 ms)
+        stage: {"n": float(len(v)), **{f"p{q}": round(percentile(v, q), 3) for q in (50, 90, 99)},
+                "max": round(max(v), 3)}
         for stage in LATENCY_STAGES if (v := latency.get(stage))}
     report.modes = sorted(modes)
     return report
@@ -386,6 +390,7 @@ def print_report(report: Report, console: Any, *, rows: int = 10) -> None:
     head.add_row("mode", ", ".join(report.modes) or "-")
     head.add_row("opportunities detected", f"{report.detected:,}")
     head.add_row("  executed (something filled)", f"{report.executed:,}")
+    head.add_row("  fills (trades)", f"{report.fills:,}")
     head.add_row("    captured (every leg's order filled)", f"{report.captured:,}")
     head.add_row("    partly", f"{report.partial:,}")
     head.add_row("  missed (nothing filled)", f"{report.missed:,}")

@@ -39,6 +39,7 @@ from cryptoarb.core.valuation import UsdPricer
 from cryptoarb.execution.executor import Completion, Executor
 from cryptoarb.execution.latency import LatencyStats
 from cryptoarb.execution.paper import PaperExecutor
+from cryptoarb.execution.preflight import needs
 from cryptoarb.model import (
     BookUpdate,
     Cycle,
@@ -140,6 +141,8 @@ class Engine:
         self._update_started_ns = 0
         self._update_received_at = 0.0
         self._busy_cycles: set[int] = set()
+        self._committed: dict[tuple[str, str], Decimal] = {}  # (venue, asset) -> drawn on by plans in flight
+        self._committed_by: dict[str, dict[tuple[str, str], Decimal]] = {}
         self._last_outcome: dict[int, tuple] = {}
         self._best: dict[int, tuple[float, BestOpportunity]] = {}
         self.hot_path_ns: list[int] = []
@@ -193,7 +196,7 @@ class Engine:
         if not usd:
             self._reject(cycle, RejectReason.NO_BALANCE, "no USD price for the start asset", net_return_bps, now)
             return
-        balance = self.ledger.free(cycle.start_venue, cycle.start_asset)
+        balance = self._free(cycle.start_venue, cycle.start_asset)
         if balance <= 0:
             self._reject(cycle, RejectReason.NO_BALANCE, f"no {cycle.start_asset} on {cycle.start_venue}",
                          net_return_bps, now)
@@ -223,19 +226,25 @@ class Engine:
         self._busy_cycles.add(cycle.id)
         self._dispatch(result, now, detected_ns)
 
+    def _free(self, venue: str, asset: str) -> Decimal:
+        """What the ledger holds less what opportunities in flight will draw on."""
+        held = self._committed.get((venue, asset))
+        free = self.ledger.free(venue, asset)
+        return free if held is None else free - held
+
     def _inventory_cap(self, cycle: Cycle) -> Decimal:
         """The largest input for which every leg's input is already held on its venue (inventory mode).
 
         Each leg's balance is carried back to start-asset units through the top-of-book rates of the
         legs before it; walking depth only lowers those rates, so the real plan never needs more.
         """
-        cap = self.ledger.free(cycle.start_venue, cycle.start_asset)
+        cap = self._free(cycle.start_venue, cycle.start_asset)
         reach = 1.0  # start units -> this leg's input, at top of book
         for previous, leg in zip(cycle.legs, cycle.legs[1:], strict=False):
             reach *= _top_rate(previous, self.books.get(previous.market.key))
             if reach <= 0:
                 return Decimal(0)
-            cap = min(cap, self.ledger.free(leg.venue, leg.asset_in) / Decimal(repr(reach)))
+            cap = min(cap, self._free(leg.venue, leg.asset_in) / Decimal(repr(reach)))
         return max(cap, Decimal(0))
 
     def _reject(self, cycle: Cycle, reason: RejectReason | str, detail: str, bps: float, now: float) -> None:
@@ -268,11 +277,23 @@ class Engine:
         # The executor runs ``record`` once the first order is with the venue (paper: at once), so the
         # ledger and the notifiers cost the order no time; what they need of the books is copied now.
         self.executor.submit(opportunity, now, internal_s, record)
+        if opportunity.id in self.risk.in_flight:  # not already completed (refused) inside submit
+            # what its orders will draw, held back from every plan sized until it completes: the paper
+            # executor reserves nothing, and a live one only at preflight, after the next plan is sized
+            held = needs(opportunity, self.markets, self.settings.execution.leg_mode)
+            self._committed_by[opportunity.id] = held
+            for key, amount in held.items():
+                self._committed[key] = self._committed.get(key, Decimal(0)) + amount
 
     def _gate(self, opportunity: Opportunity) -> tuple[RejectReason, str] | None:
         """Asked by the executor right before an opportunity's first order."""
-        if self.risk.killed:
-            return RejectReason.KILL_SWITCH, f"kill switch: {self.risk.killed_reason}"
+        risk = self.risk
+        if risk.killed:
+            return RejectReason.KILL_SWITCH, f"kill switch: {risk.killed_reason}"
+        if risk.paused:  # paused after the hand-over (a /pause while the plan waited for its latency)
+            for leg in opportunity.legs:
+                if (leg.venue, leg.symbol) in risk.paused:
+                    return RejectReason.PAUSED, f"{leg.symbol}@{leg.venue} paused"
         return None
 
     def _books_used(self, opportunity: Opportunity) -> list[tuple[str, str, int, list[Level]]]:
@@ -322,6 +343,12 @@ class Engine:
         opportunity, now = completion.opportunity, completion.at
         was_killed = self.risk.killed
         self._busy_cycles.discard(opportunity.cycle_id)
+        for key, amount in self._committed_by.pop(opportunity.id, {}).items():
+            left = self._committed[key] - amount
+            if left > 0:
+                self._committed[key] = left
+            else:
+                del self._committed[key]
         if completion.requests_ok or completion.requests_failed:
             self.risk.record_requests(completion.requests_ok, completion.requests_failed, now)
         record = self.opportunity_ledger.get(opportunity.id)

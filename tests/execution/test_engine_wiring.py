@@ -8,7 +8,7 @@ from cryptoarb.config import Settings
 from cryptoarb.engine import Engine
 from cryptoarb.execution.executor import Completion
 from cryptoarb.execution.paper import PaperExecutor
-from cryptoarb.model import BookUpdate, Market, Notice, Opportunity, Rejection, RejectReason
+from cryptoarb.model import BookUpdate, Execution, Market, Notice, Opportunity, Rejection, RejectReason
 
 
 def market(venue: str) -> Market:
@@ -117,3 +117,57 @@ def test_a_run_id_that_cannot_go_into_a_client_order_id_is_refused():
             assert "run_id" in str(exc)
         else:
             raise AssertionError(f"run_id {bad!r} was accepted")
+
+
+def _market(symbol: str, tick: str = "0.01", min_funds: str = "1") -> Market:
+    base, quote = symbol.split("-")
+    return Market("kucoin", symbol, base, quote, D(tick), D("0.0001"), D("0.0001"), D(min_funds), D("0.001"),
+                  D("0.001"))
+
+
+TWO_TRIANGLES = [_market("BTC-USDT"), _market("ETH-USDT"), _market("SOL-USDT"),
+                 _market("ETH-BTC", "0.00001", "0.0001"), _market("SOL-BTC", "0.0000001", "0.0001")]
+
+
+def two_triangle_books(seq: int, cheap: float) -> list[BookUpdate]:
+    """USDT > BTC > ETH > USDT and USDT > BTC > SOL > USDT, both paying ~1.2 % when ``cheap`` is 0.985."""
+    return [BookUpdate("kucoin", "BTC-USDT", ((49_995.0, 10.0),), ((50_005.0, 10.0),), seq, 0, 0.0),
+            BookUpdate("kucoin", "ETH-USDT", ((2_999.5, 100.0),), ((3_000.5, 100.0),), seq, 0, 0.0),
+            BookUpdate("kucoin", "SOL-USDT", ((99.99, 1_000.0),), ((100.01, 1_000.0),), seq, 0, 0.0),
+            BookUpdate("kucoin", "ETH-BTC", ((round(0.06 * cheap, 5) - 0.00001, 100.0),),
+                       ((round(0.06 * cheap, 5), 100.0),), seq, 0, 0.0),
+            BookUpdate("kucoin", "SOL-BTC", ((round(0.002 * cheap, 7) - 0.0000001, 1_000.0),),
+                       ((round(0.002 * cheap, 7), 1_000.0),), seq, 0, 0.0)]
+
+
+def triangles_engine(events: list, usdt: float) -> Engine:
+    settings = Settings(balances={"kucoin": {"USDT": usdt}}, detector={"start_assets": ["USDT"]},
+                        risk={"stale_data_s": 0})
+    e = Engine(settings, {}, TWO_TRIANGLES, events.append)
+    e.on_batch(two_triangle_books(1, 1.0), 0.0, "kucoin")
+    return e
+
+
+def test_plans_in_flight_hold_back_the_balance_they_draw_on():
+    # both triangles pay in the same batch; each alone would be sized to the 2,000 USD notional cap, but the
+    # account holds 2,500 USDT: the second plan may only use what the first leaves
+    events: list = []
+    e = triangles_engine(events, 2_500.0)
+    e.on_batch(two_triangle_books(2, 0.985), 1.0, "kucoin")
+    first, second = [o for o in events if isinstance(o, Opportunity)]
+    assert first.input > D(1_900) and first.input + second.input <= D(2_500)
+    e.run_due(2.0)
+    assert e.pending == 0 and e._free("kucoin", "USDT") == e.ledger.free("kucoin", "USDT")  # released
+
+
+def test_a_market_paused_after_the_hand_over_is_not_traded():
+    # the plan waits for its latency (paper: 50 ms); a pause in that time stops it before its first order
+    events: list = []
+    e = triangles_engine(events, 10_000.0)
+    e.on_batch(two_triangle_books(2, 0.985), 1.0, "kucoin")
+    assert e.pending
+    e.risk.paused.add(("kucoin", "BTC-USDT"))
+    e.run_due(2.0)
+    assert e.pending == 0 and not [x for x in events if isinstance(x, Execution)]
+    refused = [r for r in events if isinstance(r, Rejection) and r.reason is RejectReason.PAUSED]
+    assert refused and "BTC-USDT@kucoin paused" in refused[0].detail

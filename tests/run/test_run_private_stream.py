@@ -37,6 +37,7 @@ from cryptoarb.model import Order, OrderStatus, Side
 from cryptoarb.run.metrics import render_metrics
 from cryptoarb.run.private import PrivateFeed
 from cryptoarb.run.runner import RunApp, RunSummary
+from cryptoarb.storage import SqliteStore
 from cryptoarb.venues.kucoin.private_ws import BalanceUpdate, PrivateWsOptions
 from cryptoarb.venues.kucoin.rest import KucoinAuthError, KucoinRateLimited, KucoinRest, KucoinUnavailable
 from cryptoarb.venues.kucoin.signing import Credentials
@@ -172,6 +173,25 @@ def assert_fills_match_the_server(orders: dict[str, str], fills: list[tuple[str,
             continue
         assert size.get(oid, Decimal(0)) == Decimal(server[oid]["dealSize"]), oid
         assert fee.get(oid, Decimal(0)) == Decimal(server[oid]["fee"]), oid
+
+
+async def test_a_restart_keeps_todays_losses_against_the_daily_limit(live_sim: Any, tmp_path: Path) -> None:
+    # earlier paper runs lost 110 USD today (limit 100): a new run starts with its kill switch engaged; yesterday's
+    # and live runs' results do not count
+    db = tmp_path / "data" / "cryptoarb.sqlite"
+    async with SqliteStore(db) as store:
+        await store.migrate()
+    now = time.time()
+    today = now - now % 86_400
+    rows = [("a", -60.0, "paper", now - 10), ("b", -50.0, "paper", today + 1), ("c", -1_000.0, "paper", today - 1),
+            ("d", -1_000.0, "live", now - 5)]
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO executions (opportunity_id, realized_profit, realized_profit_usd, fees_usd, "
+                         "mode, at) VALUES (?, '0', ?, 0.0, ?, ?)", rows)
+    async with running(live_settings(live_sim, tmp_path, mode="paper"), live=False) as run:
+        await run.until(lambda: run.app.engine is not None, "the engine")
+        assert run.app.engine is not None
+        assert run.app.engine.risk.killed_reason == "daily loss limit: -110.00 USD today (earlier runs included)"
 
 
 # -- end to end ---------------------------------------------------------------------------------------------

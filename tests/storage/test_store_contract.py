@@ -294,6 +294,8 @@ async def test_read_methods(backend: Backend) -> None:
     assert await store.pnl_usd() == pytest.approx(0.75)
     assert await store.pnl_usd(since=15.0) == pytest.approx(-0.5)
     assert await store.pnl_usd(since=100.0) == 0.0
+    assert await store.pnl_usd(mode="paper") == pytest.approx(0.75) and await store.pnl_usd(mode="live") == 0.0
+    assert await store.pnl_usd(since=15.0, mode="paper") == pytest.approx(-0.5)
     recent = await store.recent_executions(5)
     assert [r.opportunity_id for r in recent] == ["b", "a"]
     assert recent[0].realized_profit == Decimal("-0.5") and recent[0].path == ("USDT", "BTC", "ETH", "USDT")

@@ -105,6 +105,13 @@ class RiskGate:
     def started(self, opportunity_id: str) -> None:
         self.in_flight.add(opportunity_id)
 
+    def resume_day(self, now: float, realized_usd_today: float) -> None:
+        """Count what earlier runs realized today (UTC) towards the daily loss limit, so a restart does not
+        reset it; a limit already reached kills at once."""
+        self._day, self._day_pnl_usd = int(now // DAY_S), realized_usd_today
+        if self._day_pnl_usd <= -self.limits.daily_loss_limit_usd:
+            self.kill(f"daily loss limit: {self._day_pnl_usd:.2f} USD today (earlier runs included)", now)
+
     def finished(self, opportunity_id: str, realized_usd: float, failed_markets: list[MarketKey],
                  now: float) -> None:
         self.in_flight.discard(opportunity_id)

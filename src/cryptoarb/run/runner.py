@@ -52,6 +52,7 @@ from rich.console import Console
 from cryptoarb import __version__
 from cryptoarb.commands import EventHistory
 from cryptoarb.config import RunSettings, Settings, with_balances
+from cryptoarb.core.risk import DAY_S
 from cryptoarb.engine import Engine
 from cryptoarb.execution.executor import Completion, OnComplete
 from cryptoarb.model import Balance, Cycle, Event, Notice, Opportunity, RejectReason
@@ -420,11 +421,15 @@ class RunApp:
             writer = self.writer
             executor = lambda engine: LiveExecutor.for_engine(  # noqa: E731
                 engine, clock=self.clock, write_intent=writer.write_intent if writer is not None else None)
+        now = self.clock()
+        day_pnl = None if self.store is None else await self.store.pnl_usd(now - now % DAY_S, self.mode)
         self.engine = engine = Engine(settings, {self.venue_name: venue}, markets, self._publish, executor=executor)
         if self._account:
             # the settings hold floats (for inventory edges); the ledger books the account's exact amounts, so it
             # never starts above what the venue will let an order spend
             engine.ledger.set_balances(self._account)
+        if day_pnl is not None:  # today's losses of earlier runs count against the daily limit
+            engine.risk.resume_day(now, day_pnl)
         creds = self._credentials()
         if creds is not None:
             # Fees of pushed fills at the rates the engine books with (detector.fee_discount included).

@@ -89,6 +89,7 @@ class Store(Protocol):
         """The ``n`` most recent executions, newest first."""
         ...
 
-    async def pnl_usd(self, since: float | None = None) -> float:
-        """Sum of realized profit in USD over executions at or after ``since`` (all when ``None``)."""
+    async def pnl_usd(self, since: float | None = None, mode: str | None = None) -> float:
+        """Sum of realized profit in USD over executions at or after ``since`` (all when ``None``), of one
+        ``mode`` (``paper``, ``live``) or all."""
         ...

@@ -381,11 +381,13 @@ class PostgresStore:
     async def trades_count(self) -> int:
         return int(await self.pool.fetchval("SELECT COUNT(*) FROM fills"))
 
-    async def pnl_usd(self, since: float | None = None) -> float:
-        sql = "SELECT COALESCE(SUM(realized_profit_usd), 0.0) FROM executions"
-        if since is None:
-            return float(await self.pool.fetchval(sql))
-        return float(await self.pool.fetchval(sql + " WHERE at >= $1", since))
+    async def pnl_usd(self, since: float | None = None, mode: str | None = None) -> float:
+        sql = "SELECT COALESCE(SUM(realized_profit_usd), 0.0) FROM executions WHERE at >= $1"
+        args: list[Any] = [float("-inf") if since is None else since]
+        if mode is not None:
+            sql += " AND mode = $2"
+            args.append(mode)
+        return float(await self.pool.fetchval(sql, *args))
 
     async def recent_executions(self, n: int) -> list[ExecutionRecord]:
         rows = await self.pool.fetch(

@@ -132,11 +132,12 @@ class SqliteStore:
     async def trades_count(self) -> int:
         return await self._scalar("SELECT COUNT(*) FROM fills")
 
-    async def pnl_usd(self, since: float | None = None) -> float:
-        sql = "SELECT COALESCE(SUM(realized_profit_usd), 0.0) FROM executions"
-        if since is None:
-            return float(await self._scalar(sql))
-        return float(await self._scalar(sql + " WHERE at >= ?", (since,)))
+    async def pnl_usd(self, since: float | None = None, mode: str | None = None) -> float:
+        sql = "SELECT COALESCE(SUM(realized_profit_usd), 0.0) FROM executions WHERE at >= ?"
+        args: tuple[Any, ...] = (float("-inf") if since is None else since,)
+        if mode is not None:
+            sql, args = sql + " AND mode = ?", (*args, mode)
+        return float(await self._scalar(sql, args))
 
     async def recent_executions(self, n: int) -> list[ExecutionRecord]:
         sql = (

@@ -698,7 +698,9 @@ class EngineAdapter:
     def _resolve(self, market: str) -> list[MarketKey]:
         venue, _, symbol = market.rpartition(":")
         symbol = symbol.strip().upper().replace("/", "-")
-        keys = [k for k in self.engine.markets if k[1].upper() == symbol and (not venue or k[0] == venue)]
+        venue = venue.strip().lower()  # venues are named in lower case (kucoin), as people may not type them
+        keys = [k for k in self.engine.markets
+                if k[1].upper() == symbol and (not venue or k[0].lower() == venue)]
         if not keys:
             raise UnknownMarket(f"unknown market {market!r} (use SYMBOL or venue:SYMBOL, e.g. BTC-USDT)")
         return keys

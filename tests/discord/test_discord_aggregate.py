@@ -28,9 +28,23 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
     (notice("unwind", "unwound leg 2"), Category.FAILED_LEG),
     (notice("daily_summary"), Category.DAILY_SUMMARY),
     (notice("weather"), Category.OTHER),
+    # each rebalance suggestion says which asset to move where: never folded into a count
+    (notice("inventory", "inventory skew: BTC on kucoin"), Category.RISK),
+    (notice("rebalance", "suggested rebalance: move 2 ETH from bl3p to kucoin"), Category.RISK),
+    (notice("task_failed", "scanner failed"), Category.ERROR),
+    (notice("preflight", "op1 refused before any order"), Category.REJECTION),
 ])
 def test_categories(event: object, expected: Category) -> None:
     assert category(event) is expected  # type: ignore[arg-type]
+
+
+def test_an_execution_in_which_nothing_filled_is_market_noise_not_a_trade() -> None:
+    # a plan whose every order missed moved no money; as an essential "trade" each one was posted, never
+    # aggregated, and a burst of them could hold up a kill switch notice
+    ex = execution(fail_last=True)
+    missed = type(ex)(ex.opportunity, tuple(type(r)(r.order, r.status) for r in ex.results), ex.realized_profit,
+                      0.0, 0.0, at=ex.at)
+    assert category(missed) is Category.REJECTION
 
 
 def test_switches_turn_categories_off() -> None:

@@ -314,7 +314,7 @@ async def test_adapter_runs_every_command_on_the_engine(engine: Any) -> None:
     assert "USDT: 10,000" in (await layer.run(admin, "balance", "kucoin")).fields[0].value
     assert not (await layer.run(admin, "balance", "mtgox")).ok
 
-    assert (await layer.run(admin, "pause", "kucoin:BTC-USDT")).ok
+    assert (await layer.run(admin, "pause", "KuCoin:btc-usdt")).ok  # as a person types it
     assert engine.risk.paused == {("kucoin", "BTC-USDT")}
     assert (await layer.run(admin, "pause")).ok
     assert engine.risk.paused == set(engine.markets)

@@ -49,10 +49,11 @@ _NOTICE_KINDS: dict[str, Category] = {
     **dict.fromkeys(("fill", "fills", "order", "orders"), Category.FILL),
     **dict.fromkeys(("failed_leg", "leg_failed", "unwind", "hedge", "one_legged"), Category.FAILED_LEG),
     **dict.fromkeys(("risk", "kill", "kill_switch", "killswitch", "cooldown", "pause", "paused", "resume",
-                     "resumed", "limit"), Category.RISK),
+                     "resumed", "limit", "inventory", "rebalance"), Category.RISK),
+    "preflight": Category.REJECTION,  # a plan refused before any order was sent: no money moved
     **dict.fromkeys(("venue", "connection", "connect", "connected", "disconnect", "disconnected",
                      "reconnect", "reconnected", "ws", "websocket", "stream"), Category.CONNECTION),
-    **dict.fromkeys(("error", "exception", "failure", "crash"), Category.ERROR),
+    **dict.fromkeys(("error", "exception", "failure", "crash", "task_failed"), Category.ERROR),
     **dict.fromkeys(("daily_summary", "summary", "daily"), Category.DAILY_SUMMARY),
 }
 
@@ -69,8 +70,10 @@ def category(event: Event) -> Category:
     if isinstance(event, Rejection):
         return Category.REJECTION
     if isinstance(event, Execution):
+        if not any(r.fills for r in event.results):
+            return Category.REJECTION  # nothing filled, nothing moved (the engine counts it gone_before_fill)
         failed = any(r.status is not OrderStatus.FILLED for r in event.results)
-        return Category.FAILED_LEG if failed and any(r.fills for r in event.results) else Category.TRADE
+        return Category.FAILED_LEG if failed else Category.TRADE
     return notice_category(event.kind)
 
 

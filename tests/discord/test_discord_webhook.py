@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from fake_discord import (
@@ -22,9 +23,16 @@ from fake_discord import (
 from pydantic import SecretStr
 
 from cryptoarb.commands import Caller, CommandResult, Field
+from cryptoarb.model import OrderResult, OrderStatus
 from cryptoarb.notify import Notifier
 from cryptoarb.notify.aggregate import EventSwitches
-from cryptoarb.notify.discord_webhook import DiscordOptions, DiscordWebhookNotifier, Report, seconds_until
+from cryptoarb.notify.discord_webhook import (
+    DiscordOptions,
+    DiscordWebhookNotifier,
+    Report,
+    execution_embed,
+    seconds_until,
+)
 
 FAST = DiscordOptions(backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=3, request_timeout_s=2.0,
                       close_timeout_s=1.0, aggregate_window_s=60.0)
@@ -89,8 +97,8 @@ async def test_embeds_carry_the_key_fields_of_each_event(fake: FakeDiscord) -> N
     trade = fields_of(by_title["Trade executed (paper)"])
     assert trade["Path"] == "USDT → BTC → ETH → USDT"
     assert trade["Legs"].splitlines()[0] == "buy BTC-USDT@kucoin 0.0015/0.0015 @ 65000: filled"
-    assert trade["Input"] == "97.5 USDT"
-    assert trade["Output"] == "97.92 USDT (planned 98)"
+    assert trade["Input"] == "97.5975 USDT (planned 97.5)"  # the first leg's cost and its fee in USDT
+    assert trade["Output"] == "98.0175 USDT (planned 98)"
     assert trade["Realized PnL"] == "0.42 USDT (+$0.42)"
     assert trade["Fees"] == "$0.20"
     assert by_title["Trade executed (paper)"]["footer"]["text"] == "op0000001-c3"
@@ -276,3 +284,13 @@ def test_options_from_a_settings_mapping() -> None:
     assert options.admin_user_ids == frozenset({1, 2}) and options.channel_id == 42
     assert not options.events.opportunity and options.events.trade
     assert options.access().may_change(Caller(2)) and not options.access().may_change(Caller(3))
+
+
+def test_a_trade_message_shows_what_a_partial_first_leg_really_spent() -> None:
+    ex = execution()
+    first = ex.results[0]
+    half = replace(first.fills[0], size=first.fills[0].size / 2, fee=first.fills[0].fee / 2)
+    partial = replace(ex, results=(OrderResult(first.order, OrderStatus.PARTIAL, (half,)), *ex.results[1:]))
+    fields = fields_of(execution_embed(partial))
+    assert fields["Input"] == "48.79875 USDT (planned 97.5)"  # 0.00075 BTC at 65,000 plus its fee
+    assert fields["Output"] == "49.21875 USDT (planned 98)"

@@ -22,7 +22,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from cryptoarb.commands import AccessPolicy, CommandResult, EngineControls, daily_summary, path_text, usd
-from cryptoarb.model import Execution, Notice, Opportunity, OrderStatus, Rejection
+from cryptoarb.model import Execution, Notice, Opportunity, OrderResult, OrderStatus, Rejection, Side
 from cryptoarb.notify.aggregate import (
     Burst,
     Category,
@@ -149,7 +149,10 @@ def execution_embed(ex: Execution) -> dict[str, Any]:
         avg = sum((f.price * f.size for f in r.fills), Decimal(0)) / size if size else o.price
         line = f"{o.side.value} {o.symbol}@{o.venue} {_dec(size)}/{_dec(o.size)} @ {_dec(avg)}"
         legs.append(f"{line}: {r.status.value}" + (f" ({r.reason})" if r.reason else ""))
-    output = opp.input + ex.realized_profit
+    # what the first leg really drew (a partial fill spends less than planned), and what came back of it
+    first = next((r for r in ex.results if r.order.leg_index == 0), None)
+    spent = _spent(first, opp.legs[0].asset_in) if first is not None and opp.legs else opp.input
+    output = spent + ex.realized_profit
     return {
         "title": f"{title} ({ex.mode})",
         "description": f"{path_text(opp.path)} ({opp.kind})",
@@ -157,7 +160,7 @@ def execution_embed(ex: Execution) -> dict[str, Any]:
         "fields": [
             _field("Path", path_text(opp.path), inline=False),
             _field("Legs", "\n".join(legs) or "no orders", inline=False),
-            _field("Input", f"{_dec(opp.input)} {opp.start_asset}"),
+            _field("Input", f"{_dec(spent)} {opp.start_asset} (planned {_dec(opp.input)})"),
             _field("Output", f"{_dec(output)} {opp.start_asset} (planned {_dec(opp.output)})"),
             _field("Realized PnL",
                    f"{_dec(ex.realized_profit)} {opp.start_asset} ({usd(ex.realized_profit_usd)})"),
@@ -166,6 +169,13 @@ def execution_embed(ex: Execution) -> dict[str, Any]:
         "footer": {"text": opp.id},
         **_timestamp(ex.at),
     }
+
+
+def _spent(result: OrderResult, asset: str) -> Decimal:
+    """What ``result``'s fills took of ``asset``, its order's input: a BUY's cost, a SELL's size, and the
+    fees charged in that asset."""
+    taken = sum((f.price * f.size if f.side is Side.BUY else f.size for f in result.fills), Decimal(0))
+    return taken + sum((f.fee for f in result.fills if f.fee_asset == asset), Decimal(0))
 
 
 def opportunity_embed(opp: Opportunity) -> dict[str, Any]:

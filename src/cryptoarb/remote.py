@@ -6,6 +6,7 @@ commands when ``CRYPTOARB_SECRETS__DISCORD_BOT_TOKEN`` is. Both run on the engin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
@@ -26,6 +27,7 @@ class RemoteSession:
         self._hub = hub
         self._bot = None
         self._webhook = None
+        self._summaries: asyncio.Task[None] | None = None
         self.adapter = EngineAdapter(engine, status_fn, clock=clock, history=history)
         secrets = settings.secrets
         self.enabled = secrets.discord_webhook_url is not None or secrets.discord_bot_token is not None
@@ -49,6 +51,13 @@ class RemoteSession:
                 hub.add(self._bot.notifier, name="discord-channel")
 
     async def start(self) -> None:
+        hour = self.options.daily_summary_hour_utc if self.enabled else None
+        if self._bot is None and self._webhook is not None and hour is not None:
+            # no bot to schedule it (it sends the summary itself, to its channel and the webhook)
+            from cryptoarb.notify.discord_webhook import run_daily_summaries
+
+            self._summaries = asyncio.create_task(run_daily_summaries(self.adapter, [self._webhook], hour),
+                                                  name="discord-daily-summary")
         if self._bot is not None:
             token = self._settings.secrets.discord_bot_token
             assert token is not None
@@ -59,6 +68,11 @@ class RemoteSession:
                 self._bot = None
 
     async def close(self) -> None:
+        if self._summaries is not None:
+            self._summaries.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._summaries
+            self._summaries = None
         if self._bot is not None:
             with contextlib.suppress(Exception):
                 await self._bot.close()

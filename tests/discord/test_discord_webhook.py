@@ -294,3 +294,34 @@ def test_a_trade_message_shows_what_a_partial_first_leg_really_spent() -> None:
     fields = fields_of(execution_embed(partial))
     assert fields["Input"] == "48.79875 USDT (planned 97.5)"  # 0.00075 BTC at 65,000 plus its fee
     assert fields["Output"] == "49.21875 USDT (planned 98)"
+
+
+async def test_a_webhook_alone_gets_the_daily_summary(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path) -> None:
+    # with no bot configured, nothing used to schedule the daily summary the docs promise the webhook
+    from cryptoarb import remote
+    from cryptoarb.commands import EventHistory
+    from cryptoarb.config import Settings
+    from cryptoarb.demo import engine_status
+    from cryptoarb.engine import Engine
+    from cryptoarb.looplag import LoopLagMonitor
+    from cryptoarb.notify import discord_webhook
+    from cryptoarb.notify.base import NotifierHub
+
+    due = iter([0.0])  # the first summary is due now, the next in a day
+    monkeypatch.setattr(discord_webhook, "seconds_until", lambda hour, now: next(due, 86_400.0))
+    monkeypatch.setenv("CRYPTOARB_SECRETS__DISCORD_WEBHOOK_URL", fake.url)
+    settings = Settings(data_dir=tmp_path, discord={"daily_summary_hour_utc": 0})
+    engine = Engine(settings, {}, [], lambda _e: None)
+    hub = NotifierHub([])
+    lag, started = LoopLagMonitor(), time.monotonic()
+    session = remote.RemoteSession(settings, engine, hub, EventHistory(),
+                                   lambda: engine_status(engine, lag, 0.0, started, "", "paper"), time.time)
+    hub_task = asyncio.create_task(hub.run())
+    await session.start()
+    try:
+        await fake.wait_for(lambda f: any(e.get("title") == "Daily summary" for e in f.embeds))
+    finally:
+        await session.close()
+        await hub.close()
+        await hub_task

@@ -338,6 +338,20 @@ class Engine:
             self.publish(Notice("kill_switch", f"kill switch engaged: {reason}", now))
         self.executor.poll(now)
 
+    def settle(self, now: float, max_steps: int = 1_000) -> float:
+        """No new opportunities; advance the clock from ``now`` a latency at a time until every one in flight
+        has landed (a sequential cycle's legs land one latency apart) on the last books. Returns the clock."""
+        self.accepting = False
+        step = max(self.latency_s, 1e-3)
+        now += step
+        self.run_due(now)
+        for _ in range(max_steps):
+            if not self.pending:
+                break
+            now += step
+            self.run_due(now)
+        return now
+
     def _complete(self, completion: Completion) -> None:
         """Book what the executor did with an opportunity."""
         opportunity, now = completion.opportunity, completion.at

@@ -158,14 +158,36 @@ def test_measured_latency_is_reported_but_the_schedule_uses_the_configured_one()
     completions = []
     ex.bind(completions.append)
     ex.submit(PLAN, 1.0, internal_s=0.2)  # a slow machine
-    ex.poll(1.05)
+    ex.poll(1.05)  # the first leg lands; each later leg is sent on the answer before it, a latency later
+    assert completions == [] and ex.pending == 1
+    ex.poll(1.15)
     (done,) = completions
-    assert done.at == 1.05 and done.latency_ms["ack"] == 50.0 and done.latency_ms["send"] == 0.0
+    assert done.at == pytest.approx(1.15) and done.latency_ms["ack"] == 50.0 and done.latency_ms["send"] == 0.0
+    assert done.latency_ms["fill"] == pytest.approx(100.0)  # three legs: two round trips after the first
+    assert [f.at for r in done.results for f in r.fills] == pytest.approx([1.05, 1.10, 1.15])
     measured = PaperExecutor(BookStore(), {}, {}, add_measured_latency=True)
     measured.bind(completions.append)
     measured.submit(PLAN, 1.0, internal_s=0.2)
     measured.poll(1.05)
     assert measured.pending == 1
+
+
+def test_a_later_leg_meets_the_book_as_it_is_when_it_lands():
+    # sequential: leg 3 is sent on leg 2's answer and lands 100 ms after leg 1; a bid that is gone by then is
+    # not there for it, as live, and the stranded B is unwound instead of booking the plan's profit
+    ex = executor(TRIANGLE)
+    completions = []
+    ex.bind(completions.append)
+    ex.submit(PLAN, 1.0)
+    ex.poll(1.05)  # legs 1 and 2 land
+    ex.poll(1.10)
+    ex._books.apply(BookUpdate("v", "B-USDT", ((4.9, 100.0),), ((4.95, 100.0),), 2, 0, 1.12))  # the bid drops
+    ex.poll(1.5)  # leg 3 misses at 1.15; the unwind follows, each batch a latency after the answer before it
+    (done,) = completions
+    assert done.at == pytest.approx(1.25)
+    last = next(r for r in done.results if r.order.client_oid == "op1-L2")
+    assert last.status is OrderStatus.CANCELED and not last.fills  # its 5.05 limit meets a 4.90 bid
+    assert any(r.order.client_oid.startswith("op1-U") and r.fills for r in done.results)
 
 
 def test_paper_inventory_mode_refuses_a_leg_whose_input_is_not_held():

@@ -64,9 +64,11 @@ def test_report_matches_the_database(demo_db):
     for reason, n in reasons.items():
         assert rep.rejects[reason] == n
     assert sum(n for r, n in rep.rejects.items() if r.startswith("order: ")) == no_liquidity
-    # paper fills land at detection + 50 ms on the venue's clock
-    assert rep.latency_ms["detect_to_send"]["p50"] == pytest.approx(50.0)
-    assert rep.latency_ms["send_to_done"]["max"] == pytest.approx(0.0)
+    # paper: the first orders land at detection + 50 ms on the venue's clock, each later leg (or unwind) 50 ms
+    # after the answer it waited for: a three-leg cycle is done 100 ms after its first order, 150 with an unwind
+    assert rep.latency_ms["detect_to_send"]["max"] == pytest.approx(50.0)
+    assert rep.latency_ms["send_to_done"]["p50"] == pytest.approx(100.0)
+    assert rep.latency_ms["send_to_done"]["max"] <= 200.0
 
 
 def test_realized_pnl_is_explained_by_shortfall_slippage_and_fees(demo_db):

@@ -1,10 +1,12 @@
 """Paper execution: fills simulated honestly on the books as they stand when the orders would land.
 
 Each leg is a limit IOC order at the plan's price. The engine submits an opportunity when it is
-detected; it is executed at ``detected_at + latency`` on the venue's clock (:meth:`PaperExecutor.poll`),
+detected; its first orders land at ``detected_at + latency`` on the venue's clock (:meth:`PaperExecutor.poll`),
 so the books may have moved: legs fill partly or not at all, exactly as live. Sequential mode (the
-default): each leg spends what the previous leg actually delivered; inventory mode: every leg at its
-planned size at once. Venue rules (minimum size and funds, lot) are enforced as the venue would. Fees
+default): each leg spends what the previous leg actually delivered, and is sent when that leg's answer is
+back, so it lands one venue latency (``paper.latency_ms``) after it, on the books as they stand then;
+inventory mode: every leg at its planned size at once. Recovery orders (unwinds, hedges) follow the
+answers they react to the same way. Venue rules (minimum size and funds, lot) are enforced as the venue would. Fees
 are charged in the currency the market charges them in. Our fills are removed from the local book and,
 on a simulated venue, from its liquidity (:class:`~cryptoarb.venues.base.LiquidityConsumer`), so two
 bots cannot both take it.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from cryptoarb.core.books import BookStore, Freshness
@@ -40,6 +43,7 @@ from cryptoarb.execution.executor import (
     Completion,
     CycleContext,
     CycleOutcome,
+    CycleRun,
     Gate,
     LegMode,
     OnComplete,
@@ -58,6 +62,7 @@ from cryptoarb.model import (
     Order,
     OrderResult,
     OrderStatus,
+    RejectReason,
     Side,
 )
 from cryptoarb.venues.base import LiquidityConsumer, Venue
@@ -67,6 +72,20 @@ __all__ = ["UNLIMITED", "UNWIND_LEG_BASE", "PaperExecutor", "client_oid"]
 CLOCK_EPSILON_S = 1e-9
 """Due times are sums of floats (0.85 + 0.05 = 0.9000000000000001): an order due "at" a clock tick lands on
 that tick, not on the next one."""
+
+
+@dataclass(slots=True)
+class _Landing:
+    """An opportunity whose next orders reach the venue at their due time: its first ones (``run`` None) or
+    the next batch of a cycle already under way."""
+
+    opportunity: Opportunity
+    internal_s: float
+    venue_s: float
+    run: CycleRun | None = None
+    orders: list[Order] = field(default_factory=list)
+    clock: list[float] = field(default_factory=lambda: [0.0])
+    first_at: float = 0.0
 
 
 class PaperExecutor:
@@ -91,7 +110,7 @@ class PaperExecutor:
         self.leg_mode: LegMode = leg_mode
         self._balance = balance
         self._freshness = freshness or Freshness()
-        self._due: list[tuple[float, int, Opportunity, float, float]] = []
+        self._due: list[tuple[float, int, _Landing]] = []
         self._seq = 0
         self._on_complete: OnComplete | None = None
         self._gate: Gate | None = None
@@ -111,29 +130,65 @@ class PaperExecutor:
         if record is not None:
             record()
         internal = internal_s if self.add_measured_latency else self.internal_latency_s
+        self._schedule(now + internal + self.venue_latency_s, _Landing(opportunity, internal, self.venue_latency_s))
+
+    def _schedule(self, at: float, landing: _Landing) -> None:
         self._seq += 1
-        heapq.heappush(self._due, (now + internal + self.venue_latency_s, self._seq, opportunity, internal,
-                                   self.venue_latency_s))
+        heapq.heappush(self._due, (at, self._seq, landing))
 
     def poll(self, now: float) -> None:
-        """Execute every opportunity whose orders would have reached the venue by ``now``."""
+        """Land every order that would have reached the venue by ``now``, each at its own due time."""
         while self._due and self._due[0][0] <= now + CLOCK_EPSILON_S:
-            _, _, opportunity, internal, venue = heapq.heappop(self._due)
-            latency = {"send": internal * 1000.0, "ack": venue * 1000.0, "fill": 0.0}
-            refusal = self._gate(opportunity) if self._gate is not None else None
-            if refusal is None and self.leg_mode == "inventory" and self._balance is not None:
-                problem = preflight(opportunity, self._markets, self._books, now, self._freshness, self._balance,
-                                    "inventory")
-                if problem is not None:
-                    refusal = (problem.reason, problem.detail)
-            if refusal is not None:
-                completion = Completion(opportunity, (), now, self.mode, refused=refusal, latency_ms=latency)
+            at, _, landing = heapq.heappop(self._due)
+            if landing.run is None:
+                self._start(landing, at)
             else:
-                outcome = self.run(opportunity, now)
-                completion = Completion(opportunity, tuple(outcome.results), now, self.mode,
-                                        alerts=tuple(outcome.alerts), latency_ms=latency)
-            if self._on_complete is not None:
-                self._on_complete(completion)
+                self._land(landing, at)
+
+    def _start(self, landing: _Landing, at: float) -> None:
+        opportunity = landing.opportunity
+        refusal = self._gate(opportunity) if self._gate is not None else None
+        if refusal is None and self.leg_mode == "inventory" and self._balance is not None:
+            problem = preflight(opportunity, self._markets, self._books, at, self._freshness, self._balance,
+                                "inventory")
+            if problem is not None:
+                refusal = (problem.reason, problem.detail)
+        if refusal is not None:
+            self._complete(landing, at, CycleOutcome(), refusal)
+            return
+        clock = landing.clock
+        clock[0] = at  # the first orders are created as they land (their created_at)
+        ctx = CycleContext(self._markets, self._best, lambda: clock[0], self.leg_mode, self._policy,
+                           self._unwind_slippage)
+        landing.run, landing.first_at = drive_cycle(opportunity, ctx), at
+        try:
+            landing.orders = next(landing.run)
+        except StopIteration as stop:
+            self._complete(landing, at, stop.value)
+            return
+        self._land(landing, at)
+
+    def _land(self, landing: _Landing, at: float) -> None:
+        """This batch reaches the venue at ``at``; the next one (what the cycle sends on its answers) a venue
+        latency later."""
+        assert landing.run is not None
+        landing.clock[0] = at
+        results = [self._send(order, at) for order in landing.orders]
+        try:
+            landing.orders = landing.run.send(results)
+        except StopIteration as stop:
+            self._complete(landing, at, stop.value)
+            return
+        self._schedule(at + landing.venue_s, landing)
+
+    def _complete(self, landing: _Landing, at: float, outcome: CycleOutcome,
+                  refused: tuple[RejectReason | str, str] | None = None) -> None:
+        latency = {"send": landing.internal_s * 1000.0, "ack": landing.venue_s * 1000.0,
+                   "fill": (at - landing.first_at) * 1000.0 if landing.run is not None else 0.0}
+        completion = Completion(landing.opportunity, tuple(outcome.results), at, self.mode, refused=refused,
+                                alerts=tuple(outcome.alerts), latency_ms=latency)
+        if self._on_complete is not None:
+            self._on_complete(completion)
 
     @property
     def pending(self) -> int:
@@ -141,10 +196,12 @@ class PaperExecutor:
 
     # -- execution -----------------------------------------------------------------------------------
     def execute(self, opportunity: Opportunity, now: float) -> tuple[OrderResult, ...]:
-        """Every order's result, legs first then recovery orders, executed on the books at ``now``."""
+        """Every order's result, legs first then recovery orders, all executed on the books at ``now`` (the
+        leg semantics on one fixed book; :meth:`poll` lands each batch at its own time)."""
         return tuple(self.run(opportunity, now).results)
 
     def run(self, opportunity: Opportunity, now: float) -> CycleOutcome:
+        """The whole cycle on the books at ``now``, every batch at once (see :meth:`execute`)."""
         ctx = CycleContext(self._markets, self._best, lambda: now, self.leg_mode, self._policy,
                            self._unwind_slippage)
         return run_sync(drive_cycle(opportunity, ctx), lambda order: self._send(order, now))

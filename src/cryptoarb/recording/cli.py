@@ -196,8 +196,7 @@ async def _record(settings: Settings, path: Path | None, snapshots: bool, durati
                                  on_batch=on_batch, on_progress=on_progress, stop=stop,
                                  meta={"seed": settings.sim.seed, "paper": paper})
         if engine is not None:  # what is in flight fills on the last books, as a replay of the recording does
-            engine.accepting = False
-            engine.run_due(stats.last_clock + engine.latency_s)
+            engine.settle(stats.last_clock)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -52,9 +52,7 @@ async def drive(engine: Engine, venue: ReplayVenue, *, stop: asyncio.Event | Non
     finally:
         await stream.aclose()  # type: ignore[attr-defined]
     # interrupted or not, what is in flight fills on the last books, as at the recording's end
-    engine.accepting = False
-    now += engine.latency_s
-    engine.run_due(now)
+    now = engine.settle(now)
     if on_step is not None:
         on_step(now)
     return now, interrupted

@@ -52,6 +52,20 @@ def test_monitor_alerts_once_per_episode_and_ignores_the_start_asset_and_dust():
     assert back is not None and back.alerts == ()
 
 
+def test_a_start_asset_drained_from_one_venue_is_skew_though_its_total_drift_is_not():
+    # cross-exchange cycles buy on one venue and sell on the other: USDT piles up where they sell and runs out
+    # where they buy, and that venue's cycles stop; the total moving with PnL is not a thing to rebalance
+    monitor = InventoryMonitor({"kucoin": {"USDT": 10_000.0}, "coinbase": {"USDT": 10_000.0}},
+                               threshold_pct=50.0, min_usd=25.0, start_assets=frozenset({"USDT"}))
+    lost = {("kucoin", "USDT"): D(9_000), ("coinbase", "USDT"): D(9_000)}  # a loss, spread evenly
+    assert monitor.check(lost, mark) is None
+    drained = {("kucoin", "USDT"): D(300), ("coinbase", "USDT"): D(19_700)}
+    report = monitor.check(drained, mark)
+    assert report is not None
+    assert [(a.venue, a.asset) for a in report.alerts] == [("coinbase", "USDT"), ("kucoin", "USDT")]
+    assert report.suggestions == (Rebalance("transfer", "USDT", "coinbase", "kucoin", D(9_700), 9_700.0),)
+
+
 def _settings(**kw) -> Settings:
     return Settings(**kw)
 

@@ -8,6 +8,9 @@ how to fix them:
 
 - ``transfer``: the asset is short on one venue and in surplus on another: move it (withdraw/deposit);
 - ``buy`` / ``sell``: the asset is short (or long) in total: trade it against the venue's start asset.
+
+A start asset (USDT, EUR) is held to its targets scaled to its total: its total moves with PnL, which is not
+skew, but its spread over the venues is, so only transfers of it are suggested.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 ZERO = Decimal(0)
+_EIGHT_PLACES = Decimal("1e-8")
 Holdings = Mapping[tuple[str, str], Decimal]
 """(venue, asset) -> amount."""
 
@@ -56,7 +60,9 @@ class Rebalance:
 
 
 def _fmt(x: Decimal) -> str:
-    return f"{x.normalize():f}" if x else "0"
+    """At most eight decimals (what fills leave, 3738.401800117025, is not an amount to move)."""
+    shown = x.quantize(_EIGHT_PLACES).normalize()
+    return f"{shown:f}" if shown else "0"
 
 
 def skews(held: Holdings, target: Holdings, mark: Callable[[str, str], float | None], *,
@@ -136,12 +142,11 @@ class InventoryMonitor:
         self.threshold_pct = threshold_pct
         self.min_usd = min_usd
         self.start_assets = start_assets
-        """Assets PnL accrues in: their drift is profit or loss, not skew."""
+        """Assets PnL accrues in: their total's drift is profit or loss, not skew (their spread is)."""
         self._skewed: frozenset[tuple[str, str]] = frozenset()
 
     def check(self, held: Holdings, mark: Callable[[str, str], float | None]) -> InventoryReport | None:
-        held = {k: v for k, v in held.items() if k[1] not in self.start_assets}
-        target = {k: v for k, v in self.targets.items() if k[1] not in self.start_assets}
+        target = {**self.targets, **self._start_asset_targets(held)}
         alerts = skews(held, target, mark, threshold_pct=self.threshold_pct, min_usd=self.min_usd)
         skewed = frozenset((a.venue, a.asset) for a in alerts)
         if skewed == self._skewed:
@@ -150,3 +155,18 @@ class InventoryMonitor:
         assets = {a.asset for a in alerts}
         suggestions = [r for r in suggest_rebalance(held, target, mark, min_usd=self.min_usd) if r.asset in assets]
         return InventoryReport(tuple(alerts), tuple(suggestions))
+
+    def _start_asset_targets(self, held: Holdings) -> dict[tuple[str, str], Decimal]:
+        """A start asset's targets scaled to what is held of it in all: its total drifts with PnL, which is not
+        skew, but how it is spread over the venues is (cross-exchange cycles drain it from one venue into
+        another, and the drained venue's cycles stop). So only its transfers are ever suggested."""
+        out: dict[tuple[str, str], Decimal] = {}
+        for asset in self.start_assets:
+            wanted = {k: v for k, v in self.targets.items() if k[1] == asset}
+            total_wanted = sum(wanted.values(), ZERO)
+            if total_wanted <= 0:
+                continue
+            scale = sum((v for k, v in held.items() if k[1] == asset), ZERO) / total_wanted
+            for key, amount in wanted.items():
+                out[key] = amount * scale
+        return out

@@ -214,18 +214,16 @@ class DepthFloor:
             parse(raw)
 
     def parse_and_hold(self, frames: list[bytes]) -> None:
-        parse = self.parse
-        held = self.held
-        for raw in frames:
-            m = parse(raw)
-            held[m.topic] = m
+        _hold(self.parse, self.held, frames)
 
     def parse_raw_and_hold(self, frames: list[bytes]) -> None:
-        parse = self.parse_raw
-        held = self.held_raw
-        for raw in frames:
-            m = parse(raw)
-            held[m.topic] = m
+        _hold(self.parse_raw, self.held_raw, frames)
+
+
+def _hold(parse: Callable[[bytes], Any], held: dict[str, Any], frames: list[bytes]) -> None:
+    for raw in frames:
+        m = parse(raw)
+        held[m.topic] = m
 
 
 class Ccxt:

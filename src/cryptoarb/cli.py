@@ -19,7 +19,15 @@ from rich.table import Table
 from rich.text import Text
 
 from cryptoarb import __version__
-from cryptoarb.config import SECRET_MASK, ConfigError, Settings, check_http_url, load_settings, masked
+from cryptoarb.config import (
+    SECRET_MASK,
+    ConfigError,
+    Settings,
+    check_http_url,
+    environment_secrets,
+    load_settings,
+    masked,
+)
 from cryptoarb.recording.cli import backtest_command, record_command, replay_command
 from cryptoarb.reporting import report
 from cryptoarb.run.cli import run_command, watch_command
@@ -374,7 +382,7 @@ def main() -> None:
             if os.environ.get("CRYPTOARB_DEBUG"):
                 raise
             message = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the exception says
-            for secret in _environment_secrets():
+            for secret in environment_secrets():
                 message = message.replace(secret, SECRET_MASK)
             err.print(Text.assemble(("error:", "bold red"), f" {message}"), highlight=False, soft_wrap=True)
             sys.exit(EXIT_RUNTIME)
@@ -392,29 +400,6 @@ def _silence_standard_streams() -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, OSError, ValueError):  # no stream, or no file descriptor
             os.dup2(devnull, stream.fileno())
-
-
-def _environment_secrets() -> list[str]:
-    """The secret values the environment holds (``CRYPTOARB_SECRETS...``, the DSN), longest first: what an
-    error line must not show. Values under 4 characters are not worth mangling messages for."""
-    found: set[str] = set()
-    for name, value in os.environ.items():
-        upper = name.upper()
-        if upper.startswith("CRYPTOARB_SECRETS") or upper == "CRYPTOARB_DB_DSN":
-            found.add(value)
-            with contextlib.suppress(ValueError):
-                found.update(_strings(json.loads(value)))
-    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Nested keys map to environment variables with ``__``: ``CRYPTOARB_RISK__MAX_NOTI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -515,3 +516,27 @@ def masked(settings: Settings) -> dict[str, Any]:
     data["secrets"] = {k: (SECRET_MASK if v is not None else None)
                        for k, v in settings.secrets.model_dump().items()}
     return data
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values the environment holds (``CRYPTOARB_SECRETS...``, the DSN), longest first: what an
+    error or log line must not show. Secrets are read only from the environment, so these are all of them.
+    Values under 4 characters are not worth mangling messages for."""
+    found: set[str] = set()
+    for name, value in (os.environ if environ is None else environ).items():
+        upper = name.upper()
+        if upper.startswith("CRYPTOARB_SECRETS") or upper == "CRYPTOARB_DB_DSN":
+            found.add(value)
+            with contextlib.suppress(ValueError):
+                found.update(_strings(json.loads(value)))
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []

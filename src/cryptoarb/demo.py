@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -33,6 +32,7 @@ from cryptoarb.notify.console import ConsoleNotifier, quiet_on_broken_pipe
 from cryptoarb.notify.view import StatusView
 from cryptoarb.remote import RemoteSession
 from cryptoarb.status import EngineStatus
+from cryptoarb.stopsignals import on_stop_signals
 from cryptoarb.storage.sqlite import SqliteStore
 from cryptoarb.storage.writer import StoreWriter
 from cryptoarb.venues.base import Venue
@@ -268,10 +268,8 @@ async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue
     def on_signal() -> None:
         (force if stop.is_set() else stop).set()
 
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
+    signals = contextlib.ExitStack()
+    signals.enter_context(on_stop_signals(on_signal))
     background = [asyncio.create_task(writer.run(), name="storage-writer"),
                   asyncio.create_task(hub.run(), name="notifiers"),
                   asyncio.create_task(lag.run(), name="loop-lag")]
@@ -303,9 +301,7 @@ async def _run(settings: Settings, duration_s: float, venues: Mapping[str, Venue
             if ending:
                 engine.accepting = False  # no new opportunities; let in-flight ones fill
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        signals.close()
         for task in background[2:]:
             task.cancel()
         if multi:

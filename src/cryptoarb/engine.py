@@ -141,8 +141,8 @@ class Engine:
         self._update_started_ns = 0
         self._update_received_at = 0.0
         self._busy_cycles: set[int] = set()
-        self._committed: dict[tuple[str, str], Decimal] = {}  # (venue, asset) -> drawn on by plans in flight
-        self._committed_by: dict[str, dict[tuple[str, str], Decimal]] = {}
+        # per opportunity in flight, what its orders draw on: held back from every plan sized meanwhile
+        self._committed: dict[str, dict[tuple[str, str], Decimal]] = {}
         self._last_outcome: dict[int, tuple] = {}
         self._best: dict[int, tuple[float, BestOpportunity]] = {}
         self.hot_path_ns: list[int] = []
@@ -228,9 +228,10 @@ class Engine:
 
     def _free(self, venue: str, asset: str) -> Decimal:
         """What the ledger holds less what opportunities in flight will draw on."""
-        held = self._committed.get((venue, asset))
         free = self.ledger.free(venue, asset)
-        return free if held is None else free - held
+        for held in self._committed.values():  # a handful at most (risk.max_concurrent)
+            free -= held.get((venue, asset), Decimal(0))
+        return free
 
     def _inventory_cap(self, cycle: Cycle) -> Decimal:
         """The largest input for which every leg's input is already held on its venue (inventory mode).
@@ -280,20 +281,16 @@ class Engine:
         if opportunity.id in self.risk.in_flight:  # not already completed (refused) inside submit
             # what its orders will draw, held back from every plan sized until it completes: the paper
             # executor reserves nothing, and a live one only at preflight, after the next plan is sized
-            held = needs(opportunity, self.markets, self.settings.execution.leg_mode)
-            self._committed_by[opportunity.id] = held
-            for key, amount in held.items():
-                self._committed[key] = self._committed.get(key, Decimal(0)) + amount
+            self._committed[opportunity.id] = needs(opportunity, self.markets, self.settings.execution.leg_mode)
 
     def _gate(self, opportunity: Opportunity) -> tuple[RejectReason, str] | None:
         """Asked by the executor right before an opportunity's first order."""
         risk = self.risk
         if risk.killed:
             return RejectReason.KILL_SWITCH, f"kill switch: {risk.killed_reason}"
-        if risk.paused:  # paused after the hand-over (a /pause while the plan waited for its latency)
-            for leg in opportunity.legs:
-                if (leg.venue, leg.symbol) in risk.paused:
-                    return RejectReason.PAUSED, f"{leg.symbol}@{leg.venue} paused"
+        # paused after the hand-over (a /pause while the plan waited for its latency)
+        if (key := risk.paused_market((leg.venue, leg.symbol) for leg in opportunity.legs)) is not None:
+            return RejectReason.PAUSED, f"{key[1]}@{key[0]} paused"
         return None
 
     def _books_used(self, opportunity: Opportunity) -> list[tuple[str, str, int, list[Level]]]:
@@ -343,13 +340,11 @@ class Engine:
         has landed (a sequential cycle's legs land one latency apart) on the last books. Returns the clock."""
         self.accepting = False
         step = max(self.latency_s, 1e-3)
-        now += step
-        self.run_due(now)
         for _ in range(max_steps):
-            if not self.pending:
-                break
             now += step
             self.run_due(now)
+            if not self.pending:
+                break
         return now
 
     def _complete(self, completion: Completion) -> None:
@@ -357,12 +352,7 @@ class Engine:
         opportunity, now = completion.opportunity, completion.at
         was_killed = self.risk.killed
         self._busy_cycles.discard(opportunity.cycle_id)
-        for key, amount in self._committed_by.pop(opportunity.id, {}).items():
-            left = self._committed[key] - amount
-            if left > 0:
-                self._committed[key] = left
-            else:
-                del self._committed[key]
+        self._committed.pop(opportunity.id, None)
         if completion.requests_ok or completion.requests_failed:
             self.risk.record_requests(completion.requests_ok, completion.requests_failed, now)
         record = self.opportunity_ledger.get(opportunity.id)

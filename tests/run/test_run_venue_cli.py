@@ -12,13 +12,12 @@ import pytest
 import typer
 from rich.console import Console
 
-from cryptoarb.config import Settings
+from cryptoarb.config import Settings, environment_secrets
 from cryptoarb.run.cli import (
     QUIET_LIBRARIES,
     OneLineFormatter,
     live_refusal,
     run_command,
-    secret_values,
     setup_logging,
 )
 from cryptoarb.run.runner import RunApp
@@ -117,7 +116,7 @@ def test_debug_logging_never_shows_a_secret(monkeypatch: pytest.MonkeyPatch) -> 
     root = logging.getLogger()
     saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in ("cryptoarb", *QUIET_LIBRARIES)}
     try:
-        setup_logging(Console(file=out, width=200), secret_values(Settings()))
+        setup_logging(Console(file=out, width=200), environment_secrets())
         logging.getLogger("ccxt.base.exchange").debug("GET /api/v1/accounts, Request: {'KC-API-KEY': "
                                                       "'key-SECRETVALUE-1'}")
         logging.getLogger("cryptoarb.run").debug("connecting with key-SECRETVALUE-1")

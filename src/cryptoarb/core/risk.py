@@ -18,6 +18,7 @@ Only :meth:`RiskGate.reset_kill` lets trading resume.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -86,12 +87,19 @@ class RiskGate:
             return RejectReason.KILL_SWITCH
         if len(self.in_flight) >= self.limits.max_concurrent:
             return RejectReason.MAX_CONCURRENT
+        if self.paused_market(leg.market.key for leg in cycle.legs) is not None:
+            return RejectReason.PAUSED
         for leg in cycle.legs:
-            key = leg.market.key
-            if key in self.paused:
-                return RejectReason.PAUSED
-            if self.cooldown_until.get(key, 0.0) > now:
+            if self.cooldown_until.get(leg.market.key, 0.0) > now:
                 return RejectReason.COOLDOWN
+        return None
+
+    def paused_market(self, keys: Iterable[MarketKey]) -> MarketKey | None:
+        """The first of ``keys`` that is paused, if any."""
+        if self.paused:
+            for key in keys:
+                if key in self.paused:
+                    return key
         return None
 
     def check(self, opportunity: Opportunity) -> RejectReason | None:

@@ -84,7 +84,8 @@ class _Landing:
     venue_s: float
     run: CycleRun | None = None
     orders: list[Order] = field(default_factory=list)
-    clock: list[float] = field(default_factory=lambda: [0.0])
+    now: float = 0.0
+    """The venue's clock as the cycle sees it: when its current batch lands."""
     first_at: float = 0.0
 
 
@@ -156,11 +157,8 @@ class PaperExecutor:
         if refusal is not None:
             self._complete(landing, at, CycleOutcome(), refusal)
             return
-        clock = landing.clock
-        clock[0] = at  # the first orders are created as they land (their created_at)
-        ctx = CycleContext(self._markets, self._best, lambda: clock[0], self.leg_mode, self._policy,
-                           self._unwind_slippage)
-        landing.run, landing.first_at = drive_cycle(opportunity, ctx), at
+        landing.now = landing.first_at = at  # the first orders are created as they land (their created_at)
+        landing.run = drive_cycle(opportunity, self._context(lambda: landing.now))
         try:
             landing.orders = next(landing.run)
         except StopIteration as stop:
@@ -172,7 +170,7 @@ class PaperExecutor:
         """This batch reaches the venue at ``at``; the next one (what the cycle sends on its answers) a venue
         latency later."""
         assert landing.run is not None
-        landing.clock[0] = at
+        landing.now = at
         results = [self._send(order, at) for order in landing.orders]
         try:
             landing.orders = landing.run.send(results)
@@ -202,9 +200,10 @@ class PaperExecutor:
 
     def run(self, opportunity: Opportunity, now: float) -> CycleOutcome:
         """The whole cycle on the books at ``now``, every batch at once (see :meth:`execute`)."""
-        ctx = CycleContext(self._markets, self._best, lambda: now, self.leg_mode, self._policy,
-                           self._unwind_slippage)
-        return run_sync(drive_cycle(opportunity, ctx), lambda order: self._send(order, now))
+        return run_sync(drive_cycle(opportunity, self._context(lambda: now)), lambda order: self._send(order, now))
+
+    def _context(self, clock: Callable[[], float]) -> CycleContext:
+        return CycleContext(self._markets, self._best, clock, self.leg_mode, self._policy, self._unwind_slippage)
 
     def _best(self, key: MarketKey, side: Side) -> float | None:
         book = self._books.get(key)

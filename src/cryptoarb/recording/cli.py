@@ -5,9 +5,7 @@ progress and status go to stderr."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +17,7 @@ from rich.table import Table
 
 from cryptoarb.config import ConfigError, Settings, load_settings
 from cryptoarb.notify.console import quiet_on_broken_pipe
+from cryptoarb.stopsignals import on_stop_signals
 
 if TYPE_CHECKING:  # the commands import their machinery when run, keeping `cryptoarb --help` fast
     from cryptoarb.model import BookUpdate
@@ -186,21 +185,14 @@ async def _record(settings: Settings, path: Path | None, snapshots: bool, durati
                         updates=f"{s.updates:,}", size=size)
 
     stop = asyncio.Event()  # Ctrl-C or SIGTERM: end the recording cleanly, its end marker written
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     try:
-        with progress:
+        with on_stop_signals(stop.set), progress:
             stats = await record(venue, sink, source=f"sim seed {settings.sim.seed}", duration_s=duration,
                                  on_batch=on_batch, on_progress=on_progress, stop=stop,
                                  meta={"seed": settings.sim.seed, "paper": paper})
         if engine is not None:  # what is in flight fills on the last books, as a replay of the recording does
             engine.settle(stats.last_clock)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
         if writer is not None:
             await writer.close()
         if runner is not None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from cryptoarb.notify.base import NotifierHub
 from cryptoarb.notify.console import ConsoleNotifier, quiet_on_broken_pipe
 from cryptoarb.notify.view import StatusView
 from cryptoarb.recording.replay import Recording, ReplayVenue
+from cryptoarb.stopsignals import on_stop_signals
 from cryptoarb.storage.base import Store
 from cryptoarb.storage.writer import StoreWriter
 
@@ -84,21 +84,6 @@ class ReplaySummary:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
 async def run_replay(settings: Settings, recording: Recording, store: Store, *, db_label: str,
                      speed: float = 1.0, console: Console | None = None,
                      live_view: bool = True) -> ReplaySummary:
@@ -136,7 +121,7 @@ async def run_replay(settings: Settings, recording: Recording, store: Store, *, 
             first_clock = now
 
     try:
-        with _stop_on_signals(stop):
+        with on_stop_signals(stop.set):
             _, interrupted = await drive(engine, venue, stop=stop, on_step=on_step)
     finally:
         for task in background[2:]:

@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, SecretStr
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from cryptoarb.config import ConfigError, Settings, load_settings
+from cryptoarb.config import ConfigError, Settings, environment_secrets, load_settings
 from cryptoarb.notify.console import quiet_on_broken_pipe
 
 EXIT_RUNTIME = 1
@@ -88,27 +87,6 @@ QUIET_LIBRARIES = ("ccxt", "aiohttp", "asyncio", "websockets", "discord", "urlli
 """Kept at WARNING under ``CRYPTOARB_DEBUG``: ccxt logs every request with its signed key headers at DEBUG."""
 
 
-def secret_values(settings: Settings) -> list[str]:
-    """Every secret the settings hold (``secrets.*``, the ccxt credentials included), and the DSN the
-    environment gives: what no log line may show."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-
-    walk(settings.secrets)
-    if dsn := os.environ.get("CRYPTOARB_DB_DSN"):
-        found.append(dsn)
-    return [s for s in found if s]
-
-
 def setup_logging(console: Console, secrets: Iterable[str] = ()) -> None:
     debug = bool(os.environ.get("CRYPTOARB_DEBUG"))
     handler = ConsoleHandler(console)
@@ -160,7 +138,7 @@ def _execute(command: str, config: Path | None, live: bool, as_json: bool, durat
     settings = _settings(console, config)
     if live and (refusal := live_refusal(settings)) is not None:
         raise _fail(console, refusal, EXIT_USAGE)
-    setup_logging(console, secret_values(settings))
+    setup_logging(console, environment_secrets())
     log = logging.getLogger("cryptoarb.run")
     if not live and command == "run" and settings.mode == "live":
         log.warning('mode = "live" in the configuration but --live not given: paper trading')

@@ -102,6 +102,9 @@ class PaperSettings(_Section):
         "reported, so a seed gives the same run on any machine)")
     add_measured_latency: bool = Field(
         False, description="schedule fills after the measured internal latency instead (not reproducible)")
+    taken_liquidity_s: float = Field(
+        5.0, ge=0, description="on a real venue's feed, keep what paper fills took at a price out of later "
+        "fills there this long (the venue's next push still shows it; 0: only until that push)")
 
 
 class ExecutionSettings(_Section):

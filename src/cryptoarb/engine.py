@@ -130,7 +130,7 @@ class Engine:
                 unwind_slippage_bps=settings.execution.unwind_slippage_bps, latency_s=paper.latency_ms / 1000.0,
                 internal_latency_s=paper.internal_latency_ms / 1000.0,
                 add_measured_latency=paper.add_measured_latency, leg_mode=settings.execution.leg_mode,
-                balance=self.ledger.free, freshness=self.freshness)
+                balance=self.ledger.free, freshness=self.freshness, taken_liquidity_s=paper.taken_liquidity_s)
         elif hasattr(executor, "submit"):
             self.executor = executor  # type: ignore[assignment]
         else:

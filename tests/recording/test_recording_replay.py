@@ -170,3 +170,17 @@ def test_files_that_are_not_recordings_are_refused(tmp_path: Path) -> None:
     future.write_text('{"format": "cryptoarb-recording", "version": 99, "venues": {}}\n')
     with pytest.raises(RecordingError, match="version 99"):
         Recording(future)
+
+
+@pytest.mark.parametrize("paper", [True, False])
+async def test_a_replay_takes_liquidity_out_again_only_where_the_recorded_books_never_saw_it_go(
+        tmp_path: Path, paper: bool) -> None:
+    """``record --paper`` recorded books its own paper fills had consumed: its replay must not take those fills
+    out of them a second time. Books recorded with no trading never saw a paper fill, and keep the memory."""
+    from cryptoarb.recording.pipeline import build_engine
+
+    path = tmp_path / "rec.jsonl"
+    await record(sim_venue(), JsonlSink(path), max_batches=5, meta={"paper": paper})
+    settings = Settings(sim=SMALL_SIM)
+    engine = build_engine(settings, ReplayVenue(Recording(path)), lambda _e: None)
+    assert engine.executor.taken_liquidity_s == (0.0 if paper else 5.0)  # 5 s: the default

@@ -9,7 +9,9 @@ inventory mode: every leg at its planned size at once. Recovery orders (unwinds,
 answers they react to the same way. Venue rules (minimum size and funds, lot) are enforced as the venue would. Fees
 are charged in the currency the market charges them in. Our fills are removed from the local book and,
 on a simulated venue, from its liquidity (:class:`~cryptoarb.venues.base.LiquidityConsumer`), so two
-bots cannot both take it.
+bots cannot both take it. On a real venue's feed, which never learns of a paper fill, what was taken stays
+out of later fills at its price for ``paper.taken_liquidity_s`` (:mod:`cryptoarb.execution.taken_liquidity`),
+or the next push would offer it again.
 
 Latency: ``latency = venue latency (paper.latency_ms) + internal latency``. The internal latency of each
 opportunity (update received -> decision) is *measured* and reported with it, but by default the
@@ -54,6 +56,7 @@ from cryptoarb.execution.executor import (
     run_sync,
 )
 from cryptoarb.execution.preflight import preflight
+from cryptoarb.execution.taken_liquidity import TakenLiquidity
 from cryptoarb.model import (
     Fill,
     Market,
@@ -96,8 +99,11 @@ class PaperExecutor:
                  *, failed_leg_policy: Policy = "unwind", unwind_slippage_bps: float = 50.0,
                  latency_s: float = 0.05, internal_latency_s: float = 0.0, add_measured_latency: bool = False,
                  leg_mode: LegMode = "sequential", balance: Callable[[str, str], Decimal] | None = None,
-                 freshness: Freshness | None = None) -> None:
-        """``balance`` (the engine's ledger): in inventory mode every plan is checked as live checks it
+                 freshness: Freshness | None = None, taken_liquidity_s: float = 5.0) -> None:
+        """``taken_liquidity_s``: how long what paper fills took from a real venue's book stays out of later
+        fills there (:mod:`cryptoarb.execution.taken_liquidity`; 0: only until the venue's next update).
+
+        ``balance`` (the engine's ledger): in inventory mode every plan is checked as live checks it
         (:mod:`cryptoarb.execution.preflight`) when it lands, so a leg whose input is not held on its venue
         is refused instead of driving the paper balance negative."""
         self._books = books
@@ -111,6 +117,7 @@ class PaperExecutor:
         self.leg_mode: LegMode = leg_mode
         self._balance = balance
         self._freshness = freshness or Freshness()
+        self._taken = TakenLiquidity(taken_liquidity_s)
         self._due: list[tuple[float, int, _Landing]] = []
         self._seq = 0
         self._on_complete: OnComplete | None = None
@@ -121,6 +128,11 @@ class PaperExecutor:
     def latency_s(self) -> float:
         """The schedule's delay between detection and the orders landing (without measured latency)."""
         return self.venue_latency_s + self.internal_latency_s
+
+    @property
+    def taken_liquidity_s(self) -> float:
+        """How long what paper fills took from a real venue's book stays out of later fills there."""
+        return self._taken.memory_s
 
     def bind(self, on_complete: OnComplete, gate: Gate | None = None) -> None:
         self._on_complete = on_complete
@@ -228,7 +240,12 @@ class PaperExecutor:
             return OrderResult(order, OrderStatus.CANCELED, reason="no book")
         buy = order.side is Side.BUY
         fee_rate = market.taker_fee
-        taken = book.take(buy, float(order.price), float(size))
+        venue = self._venues.get(order.venue)
+        consumer = isinstance(venue, LiquidityConsumer)
+        if consumer:
+            taken = book.take(buy, float(order.price), float(size))
+        else:
+            taken = self._taken.take(book, buy, float(order.price), float(size), now)
         fills: list[Fill] = []
         filled = ZERO
         for price, qty in taken:
@@ -244,8 +261,7 @@ class PaperExecutor:
             fills.append(Fill(order.client_oid, order.opportunity_id, order.leg_index, order.venue, order.symbol,
                               order.side, price_d, qty_d, fee, fee_asset, now))
             filled += qty_d
-        venue = self._venues.get(order.venue)
-        if fills and isinstance(venue, LiquidityConsumer):
+        if fills and consumer:
             venue.consume(order.symbol, order.side, order.price, filled)
         if filled == 0:
             return OrderResult(order, OrderStatus.CANCELED, reason="no liquidity at the limit price")

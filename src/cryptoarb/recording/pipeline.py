@@ -59,6 +59,13 @@ async def drive(engine: Engine, venue: ReplayVenue, *, stop: asyncio.Event | Non
 
 
 def build_engine(settings: Settings, venue: ReplayVenue, publish: Callable[[Event], None]) -> Engine:
+    """The engine a replay or backtest runs. A recording made with ``record --paper`` holds books that already
+    show what its own paper fills took (they consumed the simulator's liquidity), so its replay keeps no memory
+    of taken liquidity (``paper.taken_liquidity_s``), which would take those fills out a second time; any other
+    recording's books never saw a paper fill, and the memory applies."""
+    if venue.recording.header.meta.get("paper") and settings.paper.taken_liquidity_s:
+        paper = settings.paper.model_copy(update={"taken_liquidity_s": 0.0})
+        settings = settings.model_copy(update={"paper": paper})
     return Engine(settings, dict.fromkeys(venue.venue_names, venue), venue.recording.markets, publish)
 
 

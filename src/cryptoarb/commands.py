@@ -358,13 +358,19 @@ def _lines(section: dict[str, Any]) -> str:
     return "```\n" + clip(body, 1000 - 8) + "\n```"
 
 
-async def daily_summary(controls: EngineControls) -> CommandResult:
-    """The day's numbers (the chart comes from :meth:`EngineControls.pnl_points`)."""
+async def daily_summary(controls: EngineControls, now: float | None = None) -> CommandResult:
+    """The day's numbers (the chart comes from :meth:`EngineControls.pnl_points`).
+
+    "Realized today" is the UTC day so far, the day the daily loss limit counts. In that day's first hour (the
+    default summary hour is 0 UTC) it has barely begun, and "Last 24h" is the day that just ended: the field is
+    left out rather than shown as a meaningless $0."""
+    now = time.time() if now is None else now
     today, day = await controls.pnl("today"), await controls.pnl("24h")
     s = await controls.status()
     state = await controls.risk()
+    day_so_far = () if now % DAY_S < 3600.0 else (Field("Realized today", usd(today.realized_usd)),)
     return CommandResult("Daily summary", (
-        Field("Realized today", usd(today.realized_usd)),
+        *day_so_far,
         Field("Last 24h", usd(day.realized_usd)),
         Field("Executions (24h)", "-" if day.executions is None else f"{day.executions:,}"),
         Field("Fees (24h)", "-" if day.fees_usd is None else f"${day.fees_usd:,.2f}"),

@@ -130,7 +130,7 @@ async def test_daily_summary_carries_the_png_chart(setup: Setup) -> None:
     reports: list[Report] = []
     send_report = setup.bot.notifier.send_report
     setup.bot.notifier.send_report = lambda report: (reports.append(report), send_report(report))  # type: ignore
-    await setup.bot.send_daily_summary()
+    await setup.bot.send_daily_summary(now=1_700_000_000.0)  # 22:13 UTC
     assert await setup.bot.notifier.flush(timeout=10)
     message = dpytest.get_message()
     (attachment,) = message.attachments

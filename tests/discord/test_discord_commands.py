@@ -18,6 +18,7 @@ from cryptoarb.commands import (
     CommandResult,
     EngineAdapter,
     EventHistory,
+    daily_summary,
 )
 from cryptoarb.config import Settings
 from cryptoarb.core.ledger import Ledger
@@ -378,3 +379,11 @@ async def test_adapter_reads_pnl_and_trades_from_a_store(engine: Any) -> None:
     assert store.since == [86_400.0 * 2]
     assert "op1" in (await layer.run(stranger, "trades")).fields[0].name
     assert await adapter.pnl_points("all") == [(5.0, 1.0)]
+
+
+async def test_the_daily_summary_leaves_out_a_utc_day_that_has_barely_begun(controls: FakeControls) -> None:
+    midnight = 1_700_006_400.0  # 2023-11-15 00:00 UTC, the default summary hour
+    at_hour_0 = {f.name: f.value for f in (await daily_summary(controls, midnight + 30)).fields}
+    assert "Realized today" not in at_hour_0 and at_hour_0["Last 24h"] == "+$2.00"  # the day that just ended
+    at_noon = {f.name: f.value for f in (await daily_summary(controls, midnight + 12 * 3600)).fields}
+    assert at_noon["Realized today"] == "+$1.50" and at_noon["Last 24h"] == "+$2.00"

@@ -287,8 +287,8 @@ class DiscordBot:
             self._spawn(run_daily_summaries(self.layer.controls, sinks, self.options.daily_summary_hour_utc),
                         "discord-daily-summary")
 
-    async def send_daily_summary(self) -> None:
-        report = await daily_report(self.layer.controls)
+    async def send_daily_summary(self, now: float | None = None) -> None:
+        report = await daily_report(self.layer.controls, now)
         for sink in self._sinks():
             sink.send_report(report)
 

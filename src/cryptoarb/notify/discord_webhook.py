@@ -392,11 +392,11 @@ class DiscordWebhookNotifier(EmbedNotifier):
 
 # -- the daily summary -------------------------------------------------------------------------
 
-async def daily_report(controls: EngineControls) -> Report:
+async def daily_report(controls: EngineControls, now: float | None = None) -> Report:
     """The daily summary with its PnL chart; the chart renders in a thread, off the event loop."""
     from cryptoarb.charts import pnl_chart_png  # matplotlib costs ~0.3 s to import: only when a report is due
 
-    result = await daily_summary(controls)
+    result = await daily_summary(controls, now)
     points = await controls.pnl_points("24h")
     png = await asyncio.to_thread(pnl_chart_png, points, title="Realized PnL, last 24 h (USD)")
     return Report(result, png)
@@ -415,7 +415,7 @@ async def run_daily_summaries(controls: EngineControls, sinks: Sequence[ReportSi
     while True:
         await asyncio.sleep(seconds_until(hour_utc, clock()))
         try:
-            report = await daily_report(controls)
+            report = await daily_report(controls, clock())
         except Exception:
             log.exception("daily summary failed")
             continue

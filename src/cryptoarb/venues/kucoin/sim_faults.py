@@ -19,8 +19,8 @@ class Faults:
     ignore_pings: bool = False
     """Stop answering pings with pongs."""
     stall_depth: bool = False
-    """Stop pushing depth snapshots (level2Depth5/50) while pongs, ticker:all and every other topic go on: a
-    subscription stalled on a connection that still looks alive."""
+    """Stop pushing depth (level2Depth5/50 snapshots and ``/market/level2`` deltas) while pongs, ticker:all and
+    every other topic go on: a subscription stalled on a connection that still looks alive."""
     expire_tokens_every_s: float = 0.0
     """Every N seconds, all tokens issued so far expire: their sockets get KuCoin's "token is expired"
     error frame and are closed; connecting with one is refused the same way."""

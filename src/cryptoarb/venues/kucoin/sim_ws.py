@@ -156,7 +156,7 @@ class Hub:
         self._dirty_depth.add(sym)
         self._dirty_l1.add(sym)
         subs = self.subs[frames.LEVEL2].get(sym)
-        if subs and delta is not None:
+        if subs and delta is not None and not self.faults.stall_depth:
             frame = frames.level2(delta, self.exchange.fmt[sym])
             for conn in subs:
                 self.queue(conn, frame)

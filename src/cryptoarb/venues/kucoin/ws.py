@@ -90,10 +90,13 @@ class WsOptions:
     snapshot_retry_s: float = 0.5
     snapshot_concurrency: int = 8  # REST snapshots in flight at once (KuCoin's public REST pool is shared)
     depth_lag_s: float = 1.0
-    """level2Depth5/50: a market whose ticker:all top of book its depth stream has not shown for this long (no
-    depth push since) is handed back to ticker:all, which keeps it current at one level, until its depth
-    stream pushes again. A subscription can stall on a connection that still answers pings and carries other
-    topics; without this, such a book would look current for as long as the venue's other streams flow. 0: off."""
+    """A depth-streamed market that ticker:all shows ahead of its depth stream for this long is handed back to
+    ticker:all, which keeps it current at one level, until its depth stream pushes again. level2Depth5/50: a top
+    of book the depth stream has not shown, with no depth push since; ``/market/level2``: a ticker ``sequence``
+    past the book's (the two share the book's sequence), with no delta since; the book is then gapped and
+    resynced from a REST snapshot once deltas flow again. A subscription can stall on a connection that still
+    answers pings and carries other topics; without this, such a book would look current for as long as the
+    venue's other streams flow (a quiet level2 book on a live stream is current). 0: off."""
 
 
 class _SessionDead(Exception):
@@ -274,7 +277,7 @@ class KucoinMarketData:
         self._running = True
         for slot in self._slots:
             self._start(slot)
-        if self.options.depth_lag_s > 0 and self.options.depth_mode != "level2":
+        if self.options.depth_lag_s > 0:
             self._lag_task = asyncio.create_task(self._watch_depth_lag(self.options.depth_lag_s))
         try:
             await self._closed.wait()
@@ -562,8 +565,9 @@ class KucoinMarketData:
         last_seen = self._last_seen
         tickers = slot.kind == "tickers"
         level2 = self.options.depth_mode == "level2"
-        watch_lag = self.options.depth_lag_s > 0 and not level2
+        watch_lag = self.options.depth_lag_s > 0
         depth_top = self._depth_top
+        l2 = self._l2
         behind = self._depth_behind
         text, binary = _DATA
         while True:
@@ -595,7 +599,12 @@ class KucoinMarketData:
             if tickers:
                 if symbol in suppressed:
                     if watch_lag:
-                        if _top(frame) == depth_top.get(symbol):
+                        if level2:
+                            state = l2.get(symbol)
+                            ahead = state is not None and state.seq is not None and frame.sequence > state.seq
+                        else:
+                            ahead = _top(frame) != depth_top.get(symbol)
+                        if not ahead:
                             behind.pop(symbol, None)
                         elif symbol not in behind:
                             behind[symbol] = now
@@ -751,6 +760,8 @@ class KucoinMarketData:
             self._l2_delta(update)
             return
         state.seq = update.sequence
+        if self._depth_behind:
+            self._depth_behind.pop(update.symbol, None)  # the stream delivers: a ticker ahead of it re-arms the watch
         try:
             self._on_updates([update])
         except Exception:
@@ -826,10 +837,15 @@ class KucoinMarketData:
                     continue
                 self.depth_lags += 1
                 if self.depth_lags <= 10 or self.depth_lags % 100 == 0:
-                    log.warning("kucoin ws: %s: the depth stream missed a top of book ticker:all showed %.1f s ago; "
+                    log.warning("kucoin ws: %s: the depth stream missed a change ticker:all showed %.1f s ago; "
                                 "ticker:all keeps the book until depth pushes again (%d so far)",
                                 symbol, lag_s, self.depth_lags)
-                self._forget_depth(symbol)
+                state = self._l2.get(symbol)
+                if state is None:
+                    self._forget_depth(symbol)
+                else:  # gapped; its next delta starts a resync, which gives the book back to level2
+                    self._suppressed.discard(symbol)
+                    self._unsync(symbol, state)
 
     def _forget_depth(self, symbol: str) -> None:
         """The symbol's depth stream is going away: its book stops being maintained, so it is gapped

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -68,6 +68,7 @@ from cryptoarb.run.venue import KucoinVenue, describe_failure, host_of
 from cryptoarb.run.view import ThreadedStatusView
 from cryptoarb.run.watchlist import Watchlist, WatchlistError, iso_utc, read_watchlist, remove_stale_temps
 from cryptoarb.status import EngineStatus
+from cryptoarb.stopsignals import on_stop_signals
 from cryptoarb.venues.kucoin.limits import Backoff
 from cryptoarb.venues.kucoin.private_ws import PrivateWsOptions, fee_rates
 from cryptoarb.venues.kucoin.rest import KucoinAuthError, KucoinRest
@@ -295,10 +296,9 @@ class RunApp:
             raise RunError(f"status endpoint: cannot listen on 127.0.0.1:{self.rs.status_port}: "
                            f"{exc.strerror or exc}") from None
         log.info("status on http://127.0.0.1:%d (/status, /metrics)", port)
+        signals = contextlib.ExitStack()
         if self.install_signals:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.add_signal_handler(sig, self.request_stop, "signal")
+            signals.enter_context(on_stop_signals(functools.partial(self.request_stop, "signal")))
         failure: RunError | None = None
         try:
             async with asyncio.TaskGroup() as group:
@@ -326,10 +326,7 @@ class RunApp:
                         timer.cancel()
                     await self._shutdown()
         finally:
-            if self.install_signals:
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    with contextlib.suppress(NotImplementedError, RuntimeError):
-                        loop.remove_signal_handler(sig)
+            signals.close()
             await self.status_server.stop()
         self.state = "stopped"
         if failure is not None:

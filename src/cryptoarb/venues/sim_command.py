@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+
+from cryptoarb.stopsignals import on_stop_signals
 
 LISTENING = "cryptoarb sim-server listening on "
 """Printed, then the server's URL, once it accepts connections (stdout, flushed)."""
@@ -54,9 +55,5 @@ def _announce(url: str) -> None:
 async def _until_signalled(serve: Serve[C], config: C) -> None:
     main = asyncio.current_task()
     assert main is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, main.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
+    with on_stop_signals(main.cancel), contextlib.suppress(asyncio.CancelledError):
         await serve(config, _announce)

@@ -87,7 +87,8 @@ def sim_server(
     fault_ignore_pings: Annotated[bool, typer.Option(help="Never answer pings.",
                                                      rich_help_panel=_FAULT)] = False,
     fault_stall_depth: Annotated[bool, typer.Option(
-        help="Stop pushing level2Depth5/50 and level2 deltas while pongs and ticker:all go on.", rich_help_panel=_FAULT)] = False,
+        help="Stop pushing level2Depth5/50 and level2 deltas while pongs and ticker:all go on.",
+        rich_help_panel=_FAULT)] = False,
     fault_expire_tokens_every: Annotated[float, typer.Option(min=0, help="Expire all tokens every N s.",
                                                              rich_help_panel=_FAULT)] = 0.0,
     fault_level2_gap_every: Annotated[int, typer.Option(min=0, help="Skip a sequence every Nth level2 delta.",

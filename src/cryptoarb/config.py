@@ -171,14 +171,23 @@ class RunSettings(_Section):
 
 def check_http_url(url: str) -> str:
     """``url`` when it is an http(s) URL with a host (and a valid port, if any); else ValueError saying so."""
+    return _check_url(url, ("http", "https"), "an http(s) URL with a host, e.g. https://api.kucoin.com")
+
+
+def check_ws_url(url: str) -> str:
+    """``url`` when it is a ws(s) URL with a host (and a valid port, if any); else ValueError saying so."""
+    return _check_url(url, ("ws", "wss"), "a ws(s) URL with a host, e.g. wss://ws-feed.exchange.coinbase.com")
+
+
+def _check_url(url: str, schemes: tuple[str, str], what: str) -> str:
     try:
         parts = urlsplit(url)
         _ = parts.port  # raises ValueError for a port that is not a number in 0-65535
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = parts.scheme in schemes and bool(parts.hostname)
     except ValueError:  # that port, or an unbalanced [ipv6
         valid = False
     if not valid:
-        raise ValueError("must be an http(s) URL with a host, e.g. https://api.kucoin.com")
+        raise ValueError(f"must be {what}")
     return url
 
 
@@ -248,6 +257,16 @@ class CcxtVenueSettings(_Section):
     poll_interval_s: float | None = Field(None, gt=0, description="REST polling period; default: rate limit")
     depth: int = Field(20, ge=1, description="book levels per side")
     sandbox: bool = False
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_http_url(url)
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_ws_url(url)
 
 
 class CcxtCredentials(_Section):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cryptoarb.config import ConfigError, RunSettings, load_settings
+from cryptoarb.config import ConfigError, RunSettings, Settings, load_settings
 
 SECRET = "SECRETSECRET123"
 
@@ -119,3 +119,21 @@ def test_run_rest_url_must_be_http_with_a_host(tmp_path, monkeypatch, url):
                                  "http://[::1]:8080/base", "HTTPS://API.KUCOIN.COM"])
 def test_run_rest_url_accepts_http_urls(url):
     assert RunSettings(rest_url=url).rest_url == url
+
+
+@pytest.mark.parametrize(("key", "url", "expected"), [
+    ("api_url", "127.0.0.1:18999", "must be an http(s) URL with a host"),
+    ("api_url", "ws://127.0.0.1:18999", "must be an http(s) URL with a host"),
+    ("ws_url", "https://127.0.0.1:18999", "must be a ws(s) URL with a host"),
+    ("ws_url", "wss://host:port", "must be a ws(s) URL with a host"),
+])
+def test_a_ccxt_venues_urls_are_checked_where_they_are_set(tmp_path, key, url, expected):
+    # a bad URL used to pass the config and fail later, inside ccxt, with an error that did not name the setting
+    path = tmp_path / "cryptoarb.toml"
+    path.write_text(f'[ccxt.binance]\n{key} = "{url}"\n')
+    assert error_of(path).startswith(f"ccxt.binance.{key}: Value error, {expected}")
+
+
+def test_a_ccxt_venues_urls_may_point_at_loopback():
+    settings = Settings(ccxt={"binance": {"api_url": "http://127.0.0.1:18999", "ws_url": "ws://127.0.0.1:18999/ws"}})
+    assert settings.ccxt["binance"].api_url == "http://127.0.0.1:18999"

@@ -66,6 +66,26 @@ def test_a_start_asset_drained_from_one_venue_is_skew_though_its_total_drift_is_
     assert report.suggestions == (Rebalance("transfer", "USDT", "coinbase", "kucoin", D(9_700), 9_700.0),)
 
 
+def test_an_asset_held_with_no_target_is_to_be_sold_where_it_is_held():
+    # a hold policy strands what a failed leg bought: it has no target anywhere, and used to get no suggestion
+    monitor = InventoryMonitor({"kucoin": {"USDT": 10_000.0}}, threshold_pct=50.0, min_usd=25.0,
+                               start_assets=frozenset({"USDT"}))
+    report = monitor.check({("kucoin", "USDT"): D(7_500), ("kucoin", "ETH"): D(1)}, mark)
+    assert report is not None and [a.describe() for a in report.alerts] == [
+        "ETH on kucoin: 1 held vs 0 target (no target, +2,500.00 USD)"]
+    assert report.suggestions == (Rebalance("sell", "ETH", "kucoin", "kucoin", D(1), 2_500.0),)
+
+
+def test_a_start_asset_is_only_ever_moved_never_bought_or_sold():
+    # EUR is what cycles on bl3p start from; held where no target names it, it is still not "to be sold"
+    monitor = InventoryMonitor({"kucoin": {"USDT": 10_000.0}}, threshold_pct=50.0, min_usd=25.0,
+                               start_assets=frozenset({"USDT", "EUR"}))
+    report = monitor.check({("kucoin", "USDT"): D(10_000), ("bl3p", "EUR"): D(1_000)},
+                           lambda _venue, asset: 1.1 if asset == "EUR" else mark(_venue, asset))
+    assert report is not None and [(a.venue, a.asset) for a in report.alerts] == [("bl3p", "EUR")]
+    assert report.suggestions == ()
+
+
 def _settings(**kw) -> Settings:
     return Settings(**kw)
 

@@ -83,9 +83,11 @@ def skews(held: Holdings, target: Holdings, mark: Callable[[str, str], float | N
 
 
 def suggest_rebalance(held: Holdings, target: Holdings, mark: Callable[[str, str], float | None], *,
-                      min_usd: float) -> list[Rebalance]:
+                      min_usd: float, transfer_only: frozenset[str] = frozenset()) -> list[Rebalance]:
     """Transfers that bring each asset's venues back to target, then trades for what is short or long
-    in total. Greedy: the largest surplus feeds the largest deficit first."""
+    in total. Greedy: the largest surplus feeds the largest deficit first. What is long with no target
+    anywhere (an asset a ``hold`` policy stranded, say) is to be sold on the venue holding it. Assets in
+    ``transfer_only`` (the start assets, traded against) are never bought or sold."""
     out: list[Rebalance] = []
     assets = sorted({a for _, a in set(held) | set(target)})
     for asset in assets:
@@ -109,6 +111,8 @@ def suggest_rebalance(held: Holdings, target: Holdings, mark: Callable[[str, str
                 si += 1
             if d_left[di] == 0:
                 di += 1
+        if asset in transfer_only:
+            continue
         for i in range(di, len(deficit)):
             if d_left[i] > 0:
                 venue = deficit[i][1]
@@ -119,7 +123,7 @@ def suggest_rebalance(held: Holdings, target: Holdings, mark: Callable[[str, str
             if s_left[i] > 0:
                 venue = surplus[i][1]
                 usd = float(s_left[i]) * price[venue]
-                if usd >= min_usd and target.get((venue, asset), ZERO) > 0:
+                if usd >= min_usd:
                     out.append(Rebalance("sell", asset, venue, venue, s_left[i], usd))
     return out
 
@@ -153,7 +157,8 @@ class InventoryMonitor:
             return None
         self._skewed = skewed
         assets = {a.asset for a in alerts}
-        suggestions = [r for r in suggest_rebalance(held, target, mark, min_usd=self.min_usd) if r.asset in assets]
+        suggestions = [r for r in suggest_rebalance(held, target, mark, min_usd=self.min_usd,
+                                                    transfer_only=self.start_assets) if r.asset in assets]
         return InventoryReport(tuple(alerts), tuple(suggestions))
 
     def _start_asset_targets(self, held: Holdings) -> dict[tuple[str, str], Decimal]:

@@ -40,6 +40,7 @@ from cryptoarb.execution.executor import Completion, Executor
 from cryptoarb.execution.latency import LatencyStats
 from cryptoarb.execution.paper import PaperExecutor
 from cryptoarb.execution.preflight import needs
+from cryptoarb.execution.taken_liquidity import TakenLiquidity
 from cryptoarb.model import (
     BookUpdate,
     Cycle,
@@ -136,6 +137,8 @@ class Engine:
         else:
             self.executor = executor(self)  # type: ignore[operator]
         self.executor.bind(self._complete, self._gate)
+        # paper fills on a real venue's feed: its books are netted of what they took (execution/taken_liquidity.py)
+        self._taken: TakenLiquidity | None = getattr(self.executor, "taken", None)
         self.counters = Counters()
         self._seq = 0
         self._update_started_ns = 0
@@ -175,6 +178,8 @@ class Engine:
         started = self._update_started_ns = time.perf_counter_ns()
         self._update_received_at = update.received_at
         book = self.books.apply(update)
+        if self._taken is not None and key in self._taken.markets:
+            self._taken.net(book, now)
         self.counters.updates += 1
         if book.gapped or not self.accepting:
             return

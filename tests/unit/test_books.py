@@ -46,15 +46,6 @@ def test_stale_and_crossed_books_are_not_tradeable():
     assert tradeable(None, 0.0, Freshness()) == "stale_book"
 
 
-def test_take_walks_levels_up_to_the_limit_and_removes_them():
-    book = Book("v", "A-B")
-    book.apply(snap(1, [(100.0, 1.0), (99.0, 1.0)], [(101.0, 1.0), (102.0, 2.0), (105.0, 9.0)]))
-    assert book.take(True, 102.0, 2.5) == [(101.0, 1.0), (102.0, 1.5)]
-    assert book.asks == [(102.0, 0.5), (105.0, 9.0)]
-    assert book.take(False, 99.5, 5.0) == [(100.0, 1.0)]  # 99 is below the limit
-    assert book.bids == [(99.0, 1.0)]
-
-
 def test_store_creates_books_on_first_update():
     store = BookStore()
     store.apply(snap(1, [(1.0, 1.0)], [(2.0, 1.0)]))

@@ -23,7 +23,8 @@ class StreamLiveness:
 
 
 class Book:
-    """One market's book. Bids descend, asks ascend. Mutated only through :meth:`apply` and :meth:`take`.
+    """One market's book. Bids descend, asks ascend. Changed by :meth:`apply` and by paper fills
+    (:mod:`cryptoarb.execution.taken_liquidity`, which also nets what they took out of a real venue's levels).
 
     Levels are copy-on-write: a snapshot's tuples are kept as they arrive (most books are replaced
     whole, thousands of times a second) and copied into a list only when a delta or our own fill
@@ -85,32 +86,6 @@ class Book:
 
     def mark_gapped(self) -> None:
         self.gapped = True
-
-    def take(self, buy: bool, limit_price: float, size: float) -> list[Level]:
-        """Remove up to ``size`` at prices no worse than ``limit_price``, as a taker would.
-
-        Returns the (price, size) taken per level. Used by paper execution so that our own fills are
-        gone from the local book until the venue's next update, and never taken twice.
-        """
-        levels = list(self.asks if buy else self.bids)
-        if buy:
-            self.asks = levels
-        else:
-            self.bids = levels
-        taken: list[Level] = []
-        remaining = size
-        while levels and remaining > 1e-15:
-            price, available = levels[0]
-            if (price > limit_price) if buy else (price < limit_price):
-                break
-            qty = min(available, remaining)
-            taken.append((price, qty))
-            remaining -= qty
-            if qty >= available:
-                levels.pop(0)
-            else:
-                levels[0] = (price, available - qty)
-        return taken
 
 
 def _price(level: Level) -> float:

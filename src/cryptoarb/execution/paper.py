@@ -52,7 +52,6 @@ from cryptoarb.execution.executor import (
     Policy,
     client_oid,
     drive_cycle,
-    floor_to,
     run_sync,
 )
 from cryptoarb.execution.preflight import preflight
@@ -133,6 +132,11 @@ class PaperExecutor:
     def taken_liquidity_s(self) -> float:
         """How long what paper fills took from a real venue's book stays out of later fills there."""
         return self._taken.memory_s
+
+    @property
+    def taken(self) -> TakenLiquidity:
+        """What paper fills took from real venues' books; the engine nets its books with it."""
+        return self._taken
 
     def bind(self, on_complete: OnComplete, gate: Gate | None = None) -> None:
         self._on_complete = on_complete
@@ -242,14 +246,12 @@ class PaperExecutor:
         fee_rate = market.taker_fee
         venue = self._venues.get(order.venue)
         consumer = isinstance(venue, LiquidityConsumer)
-        if consumer:
-            taken = book.take(buy, float(order.price), float(size))
-        else:
-            taken = self._taken.take(book, buy, float(order.price), float(size), now)
+        taken = self._taken.take(book, buy, float(order.price), size, now, market.size_increment,
+                                 remember=not consumer)
         fills: list[Fill] = []
         filled = ZERO
         for price, qty in taken:
-            qty_d = min(floor_to(Decimal(repr(qty)), market.size_increment), size - filled)
+            qty_d = min(qty, size - filled)
             if qty_d <= 0:
                 continue
             price_d = Decimal(repr(price))

@@ -7,11 +7,15 @@ side and price, what paper fills took, and keeps it out of later fills at that p
 after the last take: the venue's levels are assumed to be its post-trade book plus whatever makers added,
 so what we took is subtracted from what it shows.
 
-Each level a fill changes is written back into the local book (what is left of it, or removed), as
-:meth:`~cryptoarb.core.books.Book.take` does, so the engine does not see the liquidity again before the
-venue's next update. Whether the venue has re-sent a level since is told by the level's identity: a decoded
-level is a new tuple, a level our take wrote is the one remembered. A level the venue has not re-sent is
-already net of our take (snapshot or delta feeds alike) and is not reduced twice.
+The engine's own book is kept net too (:meth:`TakenLiquidity.net`, on every update of a market with
+something remembered), so detection and sizing see what a live run's venue would show after our trade,
+not a level it would no longer hold: planning on it only to find it gone at fill time would strand legs.
+
+Each level a take or a netting changes is written back into the book (what is left of it, or removed). Whether
+the venue has re-sent a level since is told by the level's identity: a decoded level is a new tuple, a level
+written here is the one remembered. A level the venue has not re-sent is already net of our take (snapshot
+or delta feeds alike) and is not reduced twice. Sizes are subtracted as the decimals they were printed as, so
+``1.0 - 0.9`` leaves 0.1 and not 0.09999999999999998, which the lot grid would floor to 0.09.
 
 Simulated venues need none of this: paper fills consume their liquidity
 (:class:`~cryptoarb.venues.base.LiquidityConsumer`), and their next push already shows it gone.
@@ -20,21 +24,26 @@ Simulated venues need none of this: paper fills consume their liquidity
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from cryptoarb.core.books import Book
-from cryptoarb.model import Level
+from cryptoarb.model import Level, MarketKey
 
-DUST = 1e-15
+ZERO = Decimal(0)
+
+
+def _dec(x: float) -> Decimal:
+    return Decimal(repr(x))
 
 
 @dataclass(slots=True)
 class _Owed:
     """What paper fills took at one price and the venue does not know about."""
 
-    size: float
+    size: Decimal
     mark: Level | None
-    """The local level our last take left there (None when it emptied it): while the book still holds this
-    very tuple, the venue has not re-sent the level and the book already excludes ``size``."""
+    """The level last written back there (None when it was emptied): while the book still holds this very
+    tuple, the venue has not re-sent the level and the book already excludes ``size``."""
     at: float
 
 
@@ -44,54 +53,101 @@ class TakenLiquidity:
     def __init__(self, memory_s: float) -> None:
         self.memory_s = memory_s
         self._owed: dict[tuple[str, str, bool], dict[float, _Owed]] = {}
+        self.markets: set[MarketKey] = set()
+        """Markets with something remembered: the engine nets their books on every update."""
 
-    def take(self, book: Book, buy: bool, limit_price: float, size: float, now: float) -> list[Level]:
+    def take(self, book: Book, buy: bool, limit_price: float, size: Decimal, now: float,
+             increment: Decimal, *, remember: bool = True) -> list[tuple[float, Decimal]]:
         """Take up to ``size`` at prices no worse than ``limit_price``, as a taker would, from what the book
-        shows less what earlier paper fills took there; returns the (price, size) taken per level."""
+        shows less what earlier paper fills took there, each level's share on the ``increment`` grid; returns
+        the (price, size) taken per level. ``remember=False`` (a simulated venue, whose own liquidity the fill
+        consumes): only the local book is changed, until the venue's next update."""
         key = (book.venue, book.symbol, buy)
-        owed = self._owed.get(key)
-        if owed:
-            horizon = now - self.memory_s
-            for price in [p for p, o in owed.items() if o.at < horizon]:
-                del owed[price]
+        owed = self._live(key, now)
         levels = list(book.asks if buy else book.bids)
         if buy:
             book.asks = levels
         else:
             book.bids = levels
-        taken: list[Level] = []
+        taken: list[tuple[float, Decimal]] = []
         remaining = size
         i = 0
-        while i < len(levels) and remaining > DUST:
+        while i < len(levels) and remaining >= increment:
             level = levels[i]
-            price, shown = level
+            price = level[0]
             if (price > limit_price) if buy else (price < limit_price):
                 break
             before = owed.get(price) if owed else None
-            available = shown if before is None or level is before.mark else shown - before.size
-            qty = min(available, remaining) if available > DUST else 0.0
+            available = _available(level, before)
+            qty = min(available, remaining) // increment * increment if available > 0 else ZERO
             if qty > 0:
                 taken.append((price, qty))
                 remaining -= qty
-            if before is None and qty <= 0:
+            elif before is None:
                 i += 1
                 continue
-            # write back what is left of the level, net of everything we took there
-            left = available - qty
-            mark: Level | None = None
-            if left > DUST:
-                mark = levels[i] = (price, left)
+            mark = _write_back(levels, i, price, available - qty)
+            if mark is not None:
                 i += 1
-            else:
-                del levels[i]
-            if self.memory_s > 0 and (qty > 0 or before is not None):
+            if remember and self.memory_s > 0:
                 if owed is None:
                     owed = self._owed[key] = {}
+                    self.markets.add((book.venue, book.symbol))
                 owed[price] = (_Owed(qty, mark, now) if before is None
                                else _Owed(before.size + qty, mark, now if qty > 0 else before.at))
         return taken
 
-    def owed(self, venue: str, symbol: str, buy: bool) -> dict[float, float]:
+    def net(self, book: Book, now: float) -> None:
+        """Take what paper fills took out of the levels the venue has re-sent since (and forget what is older
+        than ``memory_s``), so the engine detects and sizes on the book a live run's venue would show."""
+        for buy in (True, False):
+            owed = self._live((book.venue, book.symbol, buy), now)
+            if not owed:
+                continue
+            side = book.asks if buy else book.bids
+            stale = [(i, lv) for i, lv in enumerate(side) if lv[0] in owed and lv is not owed[lv[0]].mark]
+            if not stale:
+                continue
+            levels = list(side)
+            if buy:
+                book.asks = levels
+            else:
+                book.bids = levels
+            for i, level in reversed(stale):  # from the back, so deleting keeps the earlier indices
+                before = owed[level[0]]
+                before.mark = _write_back(levels, i, level[0], _available(level, before))
+
+    def _live(self, key: tuple[str, str, bool], now: float) -> dict[float, _Owed] | None:
+        """The side's remembered takes, those older than ``memory_s`` dropped."""
+        owed = self._owed.get(key)
+        if owed:
+            horizon = now - self.memory_s
+            for price in [p for p, o in owed.items() if o.at < horizon]:
+                del owed[price]
+            if not owed:
+                del self._owed[key]
+                venue, symbol, _ = key
+                if (venue, symbol, not key[2]) not in self._owed:
+                    self.markets.discard((venue, symbol))
+                return None
+        return owed
+
+    def owed(self, venue: str, symbol: str, buy: bool) -> dict[float, Decimal]:
         """Price -> size paper fills took on that side and still hold back (expired entries may remain until
-        the next take there)."""
+        the side is next taken from or netted)."""
         return {p: o.size for p, o in self._owed.get((venue, symbol, buy), {}).items()}
+
+
+def _available(level: Level, before: _Owed | None) -> Decimal:
+    """What ``level`` offers us: all it shows, less what we took there if the venue has re-sent it since."""
+    shown = _dec(level[1])
+    return shown if before is None or level is before.mark else shown - before.size
+
+
+def _write_back(levels: list[Level], i: int, price: float, left: Decimal) -> Level | None:
+    """Level ``i`` now holds ``left``: replaced by a new tuple (returned), or removed when nothing is left."""
+    if left > 0:
+        mark = levels[i] = (price, float(left))
+        return mark
+    del levels[i]
+    return None

@@ -742,6 +742,8 @@ class KucoinMarketData:
         state = self._l2.get(update.symbol)
         if state is None:  # unsubscribed; frames still in flight
             return
+        if self._depth_behind:
+            self._depth_behind.pop(update.symbol, None)  # the stream delivers: a ticker ahead of it re-arms the watch
         if state.seq is None:
             if len(state.buffer) >= self.options.level2_buffer:
                 del state.buffer[: len(state.buffer) // 2]
@@ -760,8 +762,6 @@ class KucoinMarketData:
             self._l2_delta(update)
             return
         state.seq = update.sequence
-        if self._depth_behind:
-            self._depth_behind.pop(update.symbol, None)  # the stream delivers: a ticker ahead of it re-arms the watch
         try:
             self._on_updates([update])
         except Exception:
@@ -815,6 +815,7 @@ class KucoinMarketData:
                 state.buffer = []
                 self.resyncs += 1
                 self._suppressed.add(symbol)
+                self._depth_behind.pop(symbol, None)  # synced to a snapshot: no ticker is ahead of it yet
                 try:
                     self._on_updates(batch)
                 except Exception:
@@ -833,14 +834,14 @@ class KucoinMarketData:
             now = self._clock()
             for symbol in [s for s, since in self._depth_behind.items() if now - since > lag_s]:
                 del self._depth_behind[symbol]
-                if symbol not in self._suppressed:
-                    continue
+                state = self._l2.get(symbol)
+                if symbol not in self._suppressed or (state is not None and state.seq is None):
+                    continue  # not the depth stream's, or already gapped and waiting for a resync
                 self.depth_lags += 1
                 if self.depth_lags <= 10 or self.depth_lags % 100 == 0:
                     log.warning("kucoin ws: %s: the depth stream missed a change ticker:all showed %.1f s ago; "
                                 "ticker:all keeps the book until depth pushes again (%d so far)",
                                 symbol, lag_s, self.depth_lags)
-                state = self._l2.get(symbol)
                 if state is None:
                     self._forget_depth(symbol)
                 else:  # gapped; its next delta starts a resync, which gives the book back to level2

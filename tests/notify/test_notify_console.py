@@ -23,6 +23,7 @@ from cryptoarb.model import (
     Side,
 )
 from cryptoarb.notify import ConsoleNotifier, NotifierHub
+from cryptoarb.notify.console import execution_line
 
 
 def opportunity(oid: str, bps: float = 10.0, usd: float = 0.5) -> Opportunity:
@@ -116,3 +117,9 @@ async def test_through_the_hub() -> None:
         hub.publish(execution())
         await hub.close()
     assert len(lines(out)) == 2
+
+
+def test_an_execution_in_which_nothing_filled_reads_as_gone_before_fill_not_executed() -> None:
+    # the engine counts it under gone_before_fill, not executed: the console line must not say "executed"
+    assert execution_line(execution((OrderStatus.REJECTED,), profit="0", usd=0.0)) == (
+        "gone before fill (paper) triangular USDT>BTC>ETH>USDT: nothing filled (min size) [opp-9]")

@@ -38,6 +38,9 @@ def usd(value: float) -> str:
 
 def execution_line(ex: Execution) -> str:
     opp = ex.opportunity
+    if not any(r.fills for r in ex.results):  # counted as gone_before_fill, not as executed
+        why = next((r.reason for r in ex.results if r.reason), "") or "no fill"
+        return f"gone before fill ({ex.mode}) {opp.kind} {'>'.join(opp.path)}: nothing filled ({why}) [{opp.id}]"
     statuses = Counter(r.status for r in ex.results)
     legs = f"{statuses[OrderStatus.FILLED]}/{len(ex.results)} legs filled"
     if statuses[OrderStatus.PARTIAL]:

@@ -119,7 +119,8 @@ class ExecutionSettings(_Section):
     retry_attempts: int = Field(4, ge=1, description="live: tries of one order (same client order id)")
     retry_backoff_s: float = Field(0.25, ge=0, description="live: first wait before a retry, doubled each time")
     resolve_timeout_s: float = Field(
-        10.0, gt=0, description="live: how long an order may stay open before it is canceled")
+        10.0, gt=0, description="live: how long an order may stay open before it is canceled, and how long an "
+        "order whose request timed out is looked up before it is sent again")
     poll_interval_s: float = Field(
         0.5, gt=0, description="live: REST order lookups while no pushed update arrives")
 

@@ -30,7 +30,7 @@ SIM = SimSettings(pairs=300, assets=120, hot_pairs=20, mispricing_per_s=20.0, se
 @dataclass
 class Fault:
     kind: str
-    """reject, partial, 429_before, 429_after, timeout_before, timeout_after, open_push, open_rest,
+    """reject, partial, 429_before, 429_after, timeout_before, timeout_after, timeout_lost, open_push, open_rest,
     open_push_twice, error"""
     match: Callable[[Order], bool]
     times: int = 1
@@ -52,6 +52,7 @@ class FaultyVenue:
     injected: list[tuple[str, str]] = field(default_factory=list)
     push: Callable[[OrderUpdate], None] | None = None
     _views: dict[str, OrderResult] = field(default_factory=dict)
+    _on_the_wire: set[asyncio.Task[OrderResult]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.name = self.inner.name
@@ -73,6 +74,10 @@ class FaultyVenue:
                 self.injected.append((fault.kind, order.client_oid))
                 return fault
         return None
+
+    async def _land_late(self, order: Order, after_s: float) -> OrderResult:
+        await asyncio.sleep(after_s)
+        return await self._forward(order)
 
     async def _forward(self, order: Order) -> OrderResult:
         self.forwarded.append(order.client_oid)
@@ -122,13 +127,19 @@ class FaultyVenue:
         if kind == "error":
             raise VenueError("kucoin place_order: 400001 invalid signature (injected)")
         if kind == "429_before":
-            raise RetryableVenueError("kucoin place_order: 429000 too many requests (injected)", retry_after_s=0.001)
+            raise RetryableVenueError("kucoin place_order: 429000 too many requests (injected)", retry_after_s=0.001,
+                                      unprocessed=True)
         if kind == "429_after":
             await self._forward(order)
             raise RetryableVenueError("kucoin place_order: 429000 too many requests (injected)", retry_after_s=0.001)
-        if kind == "timeout_before":
+        if kind == "timeout_before":  # the request is on the wire: it lands after hang_s, whatever the client does
+            landing = asyncio.ensure_future(self._land_late(order, fault.hang_s))
+            self._on_the_wire.add(landing)
+            landing.add_done_callback(self._on_the_wire.discard)
+            return await asyncio.shield(landing)
+        if kind == "timeout_lost":  # the connection dropped the request: it never reaches the venue
             await asyncio.sleep(fault.hang_s)
-            return await self._forward(order)
+            raise RetryableVenueError("kucoin place_order: connection reset (injected)")
         if kind == "timeout_after":
             result = await self._forward(order)
             await asyncio.sleep(fault.hang_s)

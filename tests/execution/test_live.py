@@ -134,13 +134,27 @@ async def test_a_429_is_retried_with_the_same_client_oid_and_makes_exactly_one_o
 
 @pytest.mark.parametrize("kind", ["timeout_after", "timeout_before"])
 async def test_a_timed_out_order_is_resolved_by_client_oid_without_doubling(kind):
+    # timeout_before: the request is still on the wire when the executor gives up on it (0.05 s) and lands at
+    # 0.2 s. Sending it again meanwhile doubled it wherever the venue does not deduplicate client order ids.
     engine, venue, events = setup("sequential")
     venue.inject(kind, leg_index=0, hang_s=0.2)
     await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
     ex = executions(events)[0]
     oid = f"{ex.opportunity.id}-L0"
-    assert venue.forwarded.count(oid) <= 1 and oid in venue.fetched
-    assert ex.results[0].order.client_oid == oid
+    assert venue.forwarded.count(oid) == 1 and oid in venue.fetched
+    assert [o.client_oid for o in venue.placed].count(oid) == 1  # never sent again: looked up until it landed
+    assert ex.results[0].order.client_oid == oid and ex.results[0].status is OrderStatus.FILLED
+
+
+async def test_a_request_the_venue_never_saw_is_sent_again_once_it_had_time_to_land():
+    engine, venue, events = setup("sequential")  # resolve_timeout_s 0.5, poll_interval_s 0.01
+    venue.inject("timeout_lost", leg_index=0, hang_s=0.2)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    oid = f"{ex.opportunity.id}-L0"
+    assert [o.client_oid for o in venue.placed].count(oid) == 2 and venue.forwarded.count(oid) == 1
+    assert venue.fetched.count(oid) >= 10  # looked up over the landing window before the second request
+    assert ex.results[0].status is OrderStatus.FILLED
 
 
 @pytest.mark.parametrize("kind", ["open_push", "open_rest"])

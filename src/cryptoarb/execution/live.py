@@ -12,11 +12,14 @@ An opportunity handed to :meth:`LiveExecutor.submit` runs as one asyncio task:
 3. Before a batch of orders is sent, their rows are **written durably** (``write_intent``, e.g.
    :meth:`StoreWriter.write_intent`), so a crash can never lose a sent order. A failed intent write
    sends nothing.
-4. **Sending** an order: client order ids come from the opportunity and leg, so a retry cannot double
-   it. A retryable failure (:func:`~cryptoarb.venues.base.is_retryable`: 429, timeout, 5xx) first looks
-   the order up by client order id (the request may have been processed) and otherwise sends it again,
-   with the same id, after a doubling backoff (or the venue's ``retry_after_s``). Other errors fail the
-   leg. Every failed request counts towards the risk gate's error rate.
+4. **Sending** an order: client order ids come from the opportunity and leg. A retryable failure
+   (:func:`~cryptoarb.venues.base.is_retryable`: 429, timeout, 5xx) first looks the order up by client order
+   id (the request may have been processed). A rate limit says the venue did not process it; any other
+   failure leaves its fate unknown, and the order is looked up every ``poll_interval_s`` for
+   ``resolve_timeout_s`` in case the request still lands. Only then is it sent again, with the same id,
+   after a doubling backoff (or the venue's ``retry_after_s``): a second order can only follow a first the
+   venue never saw, whether or not it deduplicates client order ids. Other errors fail the leg. Every
+   failed request counts towards the risk gate's error rate.
 5. **Order state**: IOC orders are normally final in the venue's answer. One that is still open waits
    for a pushed update (:meth:`LiveExecutor.on_order_update`, fed from a private websocket by
    :meth:`LiveExecutor.follow`) with REST lookups (``fetch_order`` by client order id) every
@@ -56,7 +59,7 @@ from cryptoarb.execution.executor import (
 )
 from cryptoarb.execution.preflight import needs, preflight
 from cryptoarb.model import Fill, Market, MarketKey, Opportunity, Order, OrderResult, OrderStatus, Side
-from cryptoarb.venues.base import OrderUpdate, OrderUpdateSource, Venue, is_retryable
+from cryptoarb.venues.base import OrderUpdate, OrderUpdateSource, Venue, is_retryable, surely_unprocessed
 
 if TYPE_CHECKING:
     from cryptoarb.config import Settings
@@ -352,6 +355,8 @@ class LiveExecutor:
                     return OrderResult(order, OrderStatus.REJECTED, reason=f"venue_error: {last}")
                 # The request may have been processed: the venue knows the client order id then.
                 found = await self._lookup(venue, order, run)
+                if found is None and not surely_unprocessed(exc):
+                    found = await self._await_landing(venue, order, run)
                 if found is not None:
                     run.acked()
                     return found
@@ -366,6 +371,20 @@ class LiveExecutor:
         run.acked()
         return OrderResult(order, OrderStatus.NEW,
                            reason=f"{UNRESOLVED}: {self.retry_attempts} attempts failed, last {last}")
+
+    async def _await_landing(self, venue: Venue, order: Order, run: _Run) -> OrderResult | None:
+        """A request whose fate is unknown (a timeout, a 5xx, a dropped connection) may still land: look the
+        order up every ``poll_interval_s`` for ``resolve_timeout_s`` before it may be sent again, so that a
+        second order can only follow a first the venue never saw, whether or not it deduplicates client
+        order ids."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.resolve_timeout_s
+        while loop.time() < deadline:
+            await asyncio.sleep(self.poll_interval_s)
+            found = await self._lookup(venue, order, run)
+            if found is not None:
+                return found
+        return None
 
     async def _lookup(self, venue: Venue, order: Order, run: _Run) -> OrderResult | None:
         """The order as the venue knows it (REST, by client order id); None if unknown or unreachable."""

@@ -18,17 +18,21 @@ class RetryableVenueError(VenueError):
     """The request may not have been processed, and trying again later can help: HTTP 429 / KuCoin
     ``429000`` (rate limited), a timeout, a 5xx, a dropped connection.
 
-    Retrying an order with the same ``client_oid`` is always safe: the venue answers a known client order
-    id with the existing order. Adapters may instead raise any ``VenueError`` whose ``retryable``
-    attribute is true (e.g. ``venues.kucoin.rest.KucoinRateLimited``); executors treat both alike
-    (:func:`is_retryable`).
+    ``unprocessed``: the venue said it did not process the request (a rate limit), so an order may be sent
+    again at once. Otherwise (a timeout, a 5xx, a dropped connection) the request may still land: executors
+    look the order up by client order id until it has had time to, before sending it again, since not every
+    venue promises to answer a repeated client order id with the existing order. Adapters may instead raise
+    any ``VenueError`` whose ``retryable`` (and ``unprocessed``) attributes are true (e.g.
+    ``venues.kucoin.rest.KucoinRateLimited``); executors treat both alike (:func:`is_retryable`,
+    :func:`surely_unprocessed`).
     """
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_s: float | None = None, unprocessed: bool = False) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.unprocessed = unprocessed
 
 
 class OrderNotFoundError(VenueError):
@@ -38,6 +42,12 @@ class OrderNotFoundError(VenueError):
 def is_retryable(exc: BaseException) -> bool:
     """Whether ``exc`` says the request may be tried again (see :class:`RetryableVenueError`)."""
     return isinstance(exc, RetryableVenueError | TimeoutError) or bool(getattr(exc, "retryable", False))
+
+
+def surely_unprocessed(exc: BaseException) -> bool:
+    """Whether ``exc`` says the venue did not process the request (a rate limit), rather than that its fate is
+    unknown (a timeout, a 5xx, a dropped connection)."""
+    return bool(getattr(exc, "unprocessed", False))
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,6 +60,7 @@ ZERO = Decimal(0)
 MarketData = Callable[[Sequence[str]], AsyncIterator[list[BookUpdate]]]
 _RETRYABLE = (ccxt_errors.NetworkError, ccxt_errors.RateLimitExceeded, ccxt_errors.DDoSProtection,
               ccxt_errors.ExchangeNotAvailable, ccxt_errors.RequestTimeout, ccxt_errors.OnMaintenance)
+_RATE_LIMITED = (ccxt_errors.RateLimitExceeded, ccxt_errors.DDoSProtection)  # refused, not processed
 _REJECTIONS = (ccxt_errors.InvalidOrder, ccxt_errors.InsufficientFunds, ccxt_errors.BadSymbol)
 _FINAL = {"closed", "canceled", "cancelled", "expired", "rejected"}
 
@@ -169,7 +170,7 @@ class CcxtVenue:
         if isinstance(exc, ccxt_errors.OrderNotFound):
             return OrderNotFoundError(message)
         if isinstance(exc, _RETRYABLE):
-            return RetryableVenueError(message)
+            return RetryableVenueError(message, unprocessed=isinstance(exc, _RATE_LIMITED))
         return VenueError(message)
 
     async def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -50,6 +50,7 @@ class KucoinRateLimited(KucoinRestError):
     """HTTP 429 / code 429000: the request was not processed; retry after the pool resets (<= 30 s)."""
 
     retryable = True
+    unprocessed = True
 
 
 class KucoinUnavailable(KucoinRestError):

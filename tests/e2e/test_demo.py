@@ -2,11 +2,9 @@
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -77,25 +75,15 @@ def stored(db: Path, table: str) -> int:
         return 0
 
 
-def test_a_stopped_demo_resolves_the_opportunities_in_flight(tmp_path):
+def test_a_stopped_demo_resolves_the_opportunities_in_flight(tmp_path, signal_when):
     # each opportunity's orders reach the book 3 s after it is found; a Ctrl-C right after the first one is
     # stored must let it fill (or miss) on the exchange's clock, book it and only then end
     env = {**os.environ, "CRYPTOARB_DATA_DIR": str(tmp_path / "data"), "CRYPTOARB_PAPER__LATENCY_MS": "3000"}
-    proc = subprocess.Popen([sys.executable, "-m", "cryptoarb.cli", "demo", "--json", "--duration", "120",
-                             "--seed", "7", "--speed", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
     db = tmp_path / "data" / "demo-seed7.sqlite"
-    try:
-        deadline = time.monotonic() + 90
-        while stored(db, "opportunities") == 0:
-            assert proc.poll() is None and time.monotonic() < deadline, "no opportunity was stored"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    code, out, err = signal_when(
+        [sys.executable, "-m", "cryptoarb.cli", "demo", "--json", "--duration", "120", "--seed", "7", "--speed", "1"],
+        lambda: stored(db, "opportunities") > 0, what="an opportunity stored", env=env, cwd=tmp_path)
+    assert code == 0, err[-2000:]
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["interrupted"] and summary["in_flight"] == 0 and summary["simulated_s"] < 60
     assert stored(db, "opportunities") == stored(db, "executions") == summary["opportunities_detected"] >= 1

@@ -5,9 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -114,22 +112,14 @@ def test_help_texts() -> None:
         assert code == 0 and words in " ".join(out.split()), command
 
 
-def test_a_stopped_recording_ends_cleanly_with_its_end_marker(config: Path, tmp_path: Path) -> None:
+def test_a_stopped_recording_ends_cleanly_with_its_end_marker(config: Path, tmp_path: Path, signal_when) -> None:
     rec = tmp_path / "stopped.jsonl.gz"
-    proc = subprocess.Popen([sys.executable, "-m", "cryptoarb.cli", "record", "--config", str(config),
-                             "--duration", "600", "--speed", "1", "--out", str(rec), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 60
-        while not rec.exists() or rec.stat().st_size < 4096:  # the header and some batches are out
-            assert proc.poll() is None and time.monotonic() < deadline, "nothing was recorded"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err[-2000:]
+    code, out, err = signal_when(
+        [sys.executable, "-m", "cryptoarb.cli", "record", "--config", str(config), "--duration", "600", "--speed",
+         "1", "--out", str(rec), "--json"],
+        lambda: rec.exists() and rec.stat().st_size >= 4096, what="the header and some batches written",
+        sig=signal.SIGTERM, cwd=tmp_path, wait_s=60)
+    assert code == 0, err[-2000:]
     summary = last_json(out)
     assert summary["interrupted"] and 0 < summary["span_s"] < 600 and "interrupted" in err
     recording = Recording(rec)

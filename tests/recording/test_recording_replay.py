@@ -183,4 +183,4 @@ async def test_a_replay_takes_liquidity_out_again_only_where_the_recorded_books_
     await record(sim_venue(), JsonlSink(path), max_batches=5, meta={"paper": paper})
     settings = Settings(sim=SMALL_SIM)
     engine = build_engine(settings, ReplayVenue(Recording(path)), lambda _e: None)
-    assert engine.executor.taken_liquidity_s == (0.0 if paper else 5.0)  # 5 s: the default
+    assert engine.executor.taken.memory_s == (0.0 if paper else 5.0)  # 5 s: the default

@@ -129,11 +129,6 @@ class PaperExecutor:
         return self.venue_latency_s + self.internal_latency_s
 
     @property
-    def taken_liquidity_s(self) -> float:
-        """How long what paper fills took from a real venue's book stays out of later fills there."""
-        return self._taken.memory_s
-
-    @property
     def taken(self) -> TakenLiquidity:
         """What paper fills took from real venues' books; the engine nets its books with it."""
         return self._taken

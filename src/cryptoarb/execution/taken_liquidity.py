@@ -64,11 +64,7 @@ class TakenLiquidity:
         consumes): only the local book is changed, until the venue's next update."""
         key = (book.venue, book.symbol, buy)
         owed = self._live(key, now)
-        levels = list(book.asks if buy else book.bids)
-        if buy:
-            book.asks = levels
-        else:
-            book.bids = levels
+        levels = _own_side(book, buy)
         taken: list[tuple[float, Decimal]] = []
         remaining = size
         i = 0
@@ -108,11 +104,7 @@ class TakenLiquidity:
             stale = [(i, lv) for i, lv in enumerate(side) if lv[0] in owed and lv is not owed[lv[0]].mark]
             if not stale:
                 continue
-            levels = list(side)
-            if buy:
-                book.asks = levels
-            else:
-                book.bids = levels
+            levels = _own_side(book, buy)
             for i, level in reversed(stale):  # from the back, so deleting keeps the earlier indices
                 before = owed[level[0]]
                 before.mark = _write_back(levels, i, level[0], _available(level, before))
@@ -136,6 +128,17 @@ class TakenLiquidity:
         """Price -> size paper fills took on that side and still hold back (expired entries may remain until
         the side is next taken from or netted)."""
         return {p: o.size for p, o in self._owed.get((venue, symbol, buy), {}).items()}
+
+
+def _own_side(book: Book, buy: bool) -> list[Level]:
+    """The book's asks (``buy``) or bids as a list of its own, put in their place: levels are copy-on-write
+    (a snapshot's tuple is shared with the update that brought it), so they are copied before any change."""
+    levels = list(book.asks if buy else book.bids)
+    if buy:
+        book.asks = levels
+    else:
+        book.bids = levels
+    return levels
 
 
 def _available(level: Level, before: _Owed | None) -> Decimal:

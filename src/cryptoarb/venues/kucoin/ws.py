@@ -228,7 +228,7 @@ class KucoinMarketData:
         self._suppressed: set[str] = set()  # depth is live: ticker:all must not overwrite the book
         self._last_seen: dict[str, float] = {}
         self._depth_top: dict[str, Top | None] = {}  # depth-streamed symbol -> the top its depth stream last showed
-        self._depth_behind: dict[str, float] = {}  # -> since when ticker:all shows a top its depth stream does not
+        self._depth_behind: dict[str, float] = {}  # -> since when ticker:all is ahead of its depth stream
         self._lag_task: asyncio.Task[None] | None = None
         self.depth_lags = 0
         self._running = False

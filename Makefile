@@ -12,7 +12,7 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make bench  - run the benchmarks in benchmarks/"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/cryptoarb/venues/kucoin/_framescan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -3,7 +3,9 @@
 Both sides get identical recorded frames as bytes, in one process:
 
 - ours: ``KucoinCodec.decode(raw, received_at)`` then ``BookStore.apply(update)`` (what the engine's sink
-  does with every update);
+  does with every update); ``ticker:all`` and depth frames go through the C scanner (``_framescan``), and
+  the same codec with ``fast_scan=False`` (msgspec alone, as where the scanner is not compiled) is timed
+  beside it, so its gain is measured in the same run;
 - ccxt: ``exchange.handle_message(client, json_parser.loads(raw))``: the per-frame work of ccxt.pro's
   kucoin client (``json_parser`` is ccxt's own: orjson when installed, as here).
 
@@ -13,10 +15,11 @@ Repeats are interleaved (ours, ccxt, ours, ...) so machine load hits both alike;
 an untimed one on the same path and is measured in thread CPU time. The times printed are medians over
 the repeats; the ratio is the median of each repeat's own ratio (ccxt / ours), since this machine's speed
 drifts by up to 2x between seconds and a pair measured moments apart sees the same drift. After the
-table, where our ticker:all time goes (the parse, then the fields and level tuples, the ``BookUpdate`` and the
-codec's call added one at a time, then ``BookStore.apply``), and the depth50 floor: the msgspec parse of the
-same frames into the same level tuples, alone and kept per market, and the same frames with each side left as raw
-JSON and kept (what a decode costs that parses levels only when they are read). The last line is one JSON object.
+table, where the msgspec path's ticker:all time goes (the parse, then the fields and level tuples, the
+``BookUpdate`` and the codec's call added one at a time, then ``BookStore.apply``), and its depth50 floor: the
+msgspec parse of the same frames into the same level tuples, alone and kept per market, and the same frames
+with each side left as raw JSON and kept (what a decode costs that parses levels only when they are read).
+The last line is one JSON object.
 
     .venv/bin/python benchmarks/ws_decode.py [--symbols 1250] [--repeats 11]
 """
@@ -40,7 +43,7 @@ from ccxt.async_support.base.ws.client import json_parser
 
 from cryptoarb.core.books import BookStore
 from cryptoarb.model import BookUpdate
-from cryptoarb.venues.kucoin.codec import KucoinCodec, _DepthFrame, _TickerFrame
+from cryptoarb.venues.kucoin.codec import FAST_SCAN, KucoinCodec, _DepthFrame, _TickerFrame
 
 L2_SYMBOLS = 100
 L2_BOOK_LEVELS = 1000
@@ -134,8 +137,8 @@ def level2_frames(books: dict[str, dict[str, Any]], rng: random.Random, count: i
 
 # -- the two paths -----------------------------------------------------------------------------------
 class Ours:
-    def __init__(self) -> None:
-        self.codec = KucoinCodec()
+    def __init__(self, fast_scan: bool = True) -> None:
+        self.codec = KucoinCodec(fast_scan=fast_scan)
         self.store = BookStore()
 
     def reset_level2(self, books: dict[str, dict[str, Any]]) -> None:
@@ -309,49 +312,64 @@ async def main(argv: list[str]) -> dict[str, float]:
 
 def run_all(repeats: int, ticks: list[bytes], depth: list[bytes], l2: list[bytes],
             l2_books: dict[str, dict[str, Any]], theirs: Ccxt) -> dict[str, float]:
-    ours_ticks, ours_depth, ours_l2 = Ours(), Ours(), Ours()  # a symbol streams ticker:all or depth, not both
-    for warm, ours in ((ticks, ours_ticks), (depth, ours_depth)):  # first touches create books and caches
-        ours.run(warm)
+    if not FAST_SCAN:
+        print("the C frame scanner is not built: 'ours' is msgspec alone", file=sys.stderr)
+    # a symbol streams ticker:all or depth, not both
+    ours_ticks, ours_depth, ours_l2 = Ours(), Ours(), Ours()
+    slow_ticks, slow_depth = Ours(fast_scan=False), Ours(fast_scan=False)
+    for warm, paths in ((ticks, (ours_ticks, slow_ticks)), (depth, (ours_depth, slow_depth))):
+        for ours in paths:  # first touches create books and caches
+            ours.run(warm)
         theirs.run(warm)
 
     out: dict[str, float] = {}
-    rows = [("ticker_all", ticks, ours_ticks, nop, nop), ("depth50", depth, ours_depth, nop, nop),
-            ("level2", l2, ours_l2, lambda: ours_l2.reset_level2(l2_books),
+    rows = [("ticker_all", ticks, ours_ticks, slow_ticks, nop, nop),
+            ("depth50", depth, ours_depth, slow_depth, nop, nop),
+            ("level2", l2, ours_l2, None, lambda: ours_l2.reset_level2(l2_books),
              lambda: theirs.reset_level2(l2_books))]
-    print(f"{'frame':<12}{'bytes':>7}{'ours µs':>10}{'ccxt µs':>10}{'ratio':>8}")
-    for name, frames, ours, reset_ours, reset_ccxt in rows:
-        ours_s, ccxt_s = timed_passes(frames, [(reset_ours, ours.run), (reset_ccxt, theirs.run)], repeats)
-        ours_us, ccxt_us = statistics.median(ours_s), statistics.median(ccxt_s)
-        ratio = paired_ratio(ccxt_s, ours_s)
+    print(f"{'frame':<12}{'bytes':>7}{'ours µs':>10}{'ccxt µs':>10}{'ratio':>8}{'msgspec alone µs':>18}{'ratio':>8}")
+    for name, frames, ours, slow, reset_ours, reset_ccxt in rows:
+        paths = [(reset_ours, ours.run), (reset_ccxt, theirs.run)] + ([(nop, slow.run)] if slow else [])
+        samples = timed_passes(frames, paths, repeats)
+        ours_us, ccxt_us = statistics.median(samples[0]), statistics.median(samples[1])
+        ratio = paired_ratio(samples[1], samples[0])
         size = statistics.median(len(f) for f in frames)
-        print(f"{name:<12}{size:>7.0f}{ours_us:>10.3f}{ccxt_us:>10.3f}{ratio:>8.1f}")
+        line = f"{name:<12}{size:>7.0f}{ours_us:>10.3f}{ccxt_us:>10.3f}{ratio:>8.1f}"
         out[f"ours_{name}_us"] = round(ours_us, 3)
         out[f"ccxt_{name}_us"] = round(ccxt_us, 3)
         out[f"{name}_ratio"] = round(ratio, 2)
+        if slow:
+            slow_us, slow_ratio = statistics.median(samples[2]), paired_ratio(samples[1], samples[2])
+            line += f"{slow_us:>18.3f}{slow_ratio:>8.1f}"
+            out[f"msgspec_{name}_us"] = round(slow_us, 3)
+            out[f"msgspec_{name}_ratio"] = round(slow_ratio, 2)
+        print(line)
+    print("msgspec alone: the same codec with fast_scan=False, which decodes every frame as where the C scanner "
+          "is not compiled; the breakdowns below are of that path")
     parse_us, levels_us, update_us, decode_us, total_us = interleaved(
-        ticks, [(nop, parse_only), (nop, parse_levels), (nop, parse_update), (nop, ours_ticks.decode_only),
-                (nop, ours_ticks.run)], repeats)
-    print(f"ticker_all, ours: msgspec parse {parse_us:.3f} µs, + fields and level tuples {levels_us - parse_us:.3f}"
+        ticks, [(nop, parse_only), (nop, parse_levels), (nop, parse_update), (nop, slow_ticks.decode_only),
+                (nop, slow_ticks.run)], repeats)
+    print(f"ticker_all, msgspec alone: parse {parse_us:.3f} µs, + fields and level tuples {levels_us - parse_us:.3f}"
           f" µs, + BookUpdate {update_us - levels_us:.3f} µs, + the codec's call {decode_us - update_us:.3f} µs, "
           f"+ BookStore.apply {total_us - decode_us:.3f} µs")
-    out["ours_ticker_all_parse_us"] = round(parse_us, 3)
-    out["ours_ticker_all_levels_us"] = round(levels_us, 3)
-    out["ours_ticker_all_update_us"] = round(update_us, 3)
-    out["ours_ticker_all_decode_us"] = round(decode_us, 3)
+    out["msgspec_ticker_all_parse_us"] = round(parse_us, 3)
+    out["msgspec_ticker_all_levels_us"] = round(levels_us, 3)
+    out["msgspec_ticker_all_update_us"] = round(update_us, 3)
+    out["msgspec_ticker_all_decode_us"] = round(decode_us, 3)
     floor = DepthFloor()
     floor.parse_and_hold(depth)
     floor.parse_raw_and_hold(depth)
     parse_us, hold_us, raw_us, total_us, ccxt_us = interleaved(
         depth, [(nop, floor.parse_only), (nop, floor.parse_and_hold), (nop, floor.parse_raw_and_hold),
-                (nop, ours_depth.run), (nop, theirs.run)],
+                (nop, slow_depth.run), (nop, theirs.run)],
         repeats)
-    print(f"depth50, ours: msgspec parse {parse_us:.3f} µs, + holding it per market {hold_us - parse_us:.3f} µs "
+    print(f"depth50, msgspec alone: parse {parse_us:.3f} µs, + holding it per market {hold_us - parse_us:.3f} µs "
           f"(floor: ccxt / that = {ccxt_us / hold_us:.1f}x), + BookUpdate and BookStore.apply "
           f"{total_us - hold_us:.3f} µs ({ccxt_us / total_us:.1f}x); levels left as raw JSON and held: "
           f"{raw_us:.3f} µs ({ccxt_us / raw_us:.1f}x)")
-    out["ours_depth50_parse_us"] = round(parse_us, 3)
-    out["ours_depth50_parse_hold_us"] = round(hold_us, 3)
-    out["depth50_floor_ratio"] = round(ccxt_us / hold_us, 2)
+    out["msgspec_depth50_parse_us"] = round(parse_us, 3)
+    out["msgspec_depth50_parse_hold_us"] = round(hold_us, 3)
+    out["msgspec_depth50_floor_ratio"] = round(ccxt_us / hold_us, 2)
     out["depth50_raw_hold_us"] = round(raw_us, 3)
     return out
 

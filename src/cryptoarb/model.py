@@ -7,10 +7,11 @@ path prices them millions of times (plans are recomputed exactly in ``core.sizin
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -53,6 +54,11 @@ MarketKey = tuple[str, str]
 """(venue, symbol)"""
 
 Level = tuple[float, float]
+
+WireNumber = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
+"""A price or size as a venue codec reads it: never negative, NaN or infinite. msgspec's ``strict=False``,
+which turns decimal strings into floats, reads "nan" and "inf" too; a frame carrying one is malformed."""
+WireLevel = tuple[WireNumber, WireNumber]
 """(price, size)"""
 
 

@@ -152,6 +152,24 @@ def test_malformed_frames_raise_codec_error(raw: bytes):
         decode_frame(raw)
 
 
+@pytest.mark.parametrize("bad", ["nan", "NaN", "inf", "-Infinity", "-1.5", "1e400"])
+@pytest.mark.parametrize("fast_scan", [True, False], ids=["scanner", "msgspec"])
+def test_a_price_or_size_that_is_not_a_finite_non_negative_number_is_a_malformed_frame(bad: str, fast_scan: bool):
+    """msgspec reads "nan" and "inf" strings as floats; in a book they would pass every comparison wrongly."""
+    frames = [
+        TICKER_ALL.replace(b'"bestBidSize":"0.01045638"', b'"bestBidSize":"%s"' % bad.encode()),
+        TICKER.replace(b'"bestAsk":"0.08"', b'"bestAsk":"%s"' % bad.encode()),
+        LEVEL1.replace(b'"68145.8"', b'"%s"' % bad.encode()),
+        depth_frame(50, [("67996.6", bad)], [("67996.7", "1")]),
+        depth_frame(5, [("67996.6", "1")], [(bad, "1")]),
+        level2_frame(1, 1, [[bad, "1", "1"]], []),
+    ]
+    codec = KucoinCodec(fast_scan=fast_scan)
+    for raw in frames:
+        with pytest.raises(CodecError):
+            codec.decode(raw, 0.0)
+
+
 def test_venue_name_is_the_codecs():
     u = KucoinCodec("kucoin-sim").decode(TICKER_ALL, 0.0)
     assert isinstance(u, BookUpdate) and u.venue == "kucoin-sim"

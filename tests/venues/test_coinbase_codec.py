@@ -74,3 +74,15 @@ def test_encoding_and_times():
     assert subscribe_message(["A-B"], ["ticker"], unsubscribe=True)["type"] == "unsubscribe"
     assert iso_time(1565815347265) == "2019-08-14T20:42:27.265000Z"
     assert time_ms(iso_time(1565815347265)) == 1565815347265 and time_ms("") == 0
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-2", "1e400"])
+def test_a_price_or_size_that_is_not_a_finite_non_negative_number_is_a_malformed_frame(bad: str):
+    """msgspec reads "nan" and "inf" strings as floats; in a book they would pass every comparison wrongly."""
+    frames = [TICKER.replace(b'"best_bid":"22345.67"', b'"best_bid":"%s"' % bad.encode()),
+              b'{"type":"snapshot","product_id":"BTC-USD","bids":[["10101.10","%s"]],"asks":[]}' % bad.encode(),
+              b'{"type":"l2update","product_id":"BTC-USD","time":"2019-08-14T20:42:27.265Z",'
+              b'"changes":[["buy","%s","0.162567"]]}' % bad.encode()]
+    for raw in frames:
+        with pytest.raises(CodecError):
+            decode(raw)

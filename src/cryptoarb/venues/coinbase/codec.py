@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from cryptoarb.model import BookUpdate, Level
+from cryptoarb.model import BookUpdate, WireLevel, WireNumber
 
 VENUE = "coinbase"
 FEED_URL = "wss://ws-feed.exchange.coinbase.com"
@@ -43,27 +43,27 @@ class Subscriptions(msgspec.Struct, tag_field="type", tag="subscriptions", froze
 class Ticker(msgspec.Struct, tag_field="type", tag="ticker", frozen=True, gc=False):
     product_id: str
     sequence: int = 0
-    price: float = 0.0
-    best_bid: float = 0.0
-    best_bid_size: float = 0.0
-    best_ask: float = 0.0
-    best_ask_size: float = 0.0
+    price: WireNumber = 0.0
+    best_bid: WireNumber = 0.0
+    best_bid_size: WireNumber = 0.0
+    best_ask: WireNumber = 0.0
+    best_ask_size: WireNumber = 0.0
     side: str = ""
     time: str = ""
     trade_id: int | None = None
-    last_size: float = 0.0
+    last_size: WireNumber = 0.0
 
 
 class Snapshot(msgspec.Struct, tag_field="type", tag="snapshot", frozen=True, gc=False):
     product_id: str
-    bids: tuple[Level, ...] = ()
-    asks: tuple[Level, ...] = ()
+    bids: tuple[WireLevel, ...] = ()
+    asks: tuple[WireLevel, ...] = ()
     time: str = ""
 
 
 class L2Update(msgspec.Struct, tag_field="type", tag="l2update", frozen=True, gc=False):
     product_id: str
-    changes: list[tuple[str, float, float]] = msgspec.field(default_factory=list)
+    changes: list[tuple[str, WireNumber, WireNumber]] = msgspec.field(default_factory=list)
     time: str = ""
 
 

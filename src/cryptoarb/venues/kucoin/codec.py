@@ -144,21 +144,12 @@ _TOPIC_KEY = b'"topic":"'
 class KucoinCodec:
     """Decodes raw KuCoin frames into engine types. One per venue name; reuse it for every frame."""
 
-    __slots__ = ("_control", "_depth", "_envelope", "_handlers", "_l1", "_l2", "_scan", "_ticker", "decode",
-                 "venue")
-
-    decode: Callable[[bytes, float], Frame]
-    """One websocket text frame (bytes) -> a ``BookUpdate`` or a control frame.
-
-    Raises :class:`CodecError` on malformed input; never returns None. The compiled scanner's path where it
-    is built and ``fast_scan`` (the default), else msgspec's: chosen once here rather than tested per frame.
-    """
+    __slots__ = ("_control", "_depth", "_envelope", "_handlers", "_l1", "_l2", "_scan", "_ticker", "venue")
 
     def __init__(self, venue: str = VENUE, *, fast_scan: bool = True) -> None:
         """``fast_scan=False`` decodes every frame with msgspec, as where the scanner is not compiled."""
         self.venue = venue
         self._scan = _framescan.scan if fast_scan and _framescan is not None else None
-        self.decode = self._decode_msgspec if self._scan is None else self._decode_scanned
         self._ticker = msgspec.json.Decoder(_TickerFrame, strict=False).decode
         self._depth = msgspec.json.Decoder(_DepthFrame, strict=False).decode
         self._l2 = msgspec.json.Decoder(_L2Frame, strict=False).decode
@@ -173,9 +164,17 @@ class KucoinCodec:
             b"/spotMarket/level1": self._decode_level1,
         }
 
-    def _decode_scanned(self, raw: bytes, received_at: float) -> Frame:
-        update = self._scan(raw, self.venue, received_at, BookUpdate)
-        return self._decode_msgspec(raw, received_at) if update is None else update
+    def decode(self, raw: bytes, received_at: float) -> Frame:
+        """One websocket text frame (bytes) -> a ``BookUpdate`` or a control frame.
+
+        Raises :class:`CodecError` on malformed input; never returns None.
+        """
+        scan = self._scan
+        if scan is not None:  # the scanner tests the frame's head in C: no prefix test here
+            update = scan(raw, self.venue, received_at, BookUpdate)
+            if update is not None:
+                return update
+        return self._decode_msgspec(raw, received_at)
 
     def _decode_msgspec(self, raw: bytes, received_at: float) -> Frame:
         try:

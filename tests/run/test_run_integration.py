@@ -255,6 +255,44 @@ async def test_a_failed_task_is_restarted_and_reported(sim: Any, tmp_path: Path)
     assert summary.task_restarts >= 1 and summary.reason == "test"
 
 
+class SlowStartEvaluator(FlakyEvaluator):
+    """Holds the loop for ``block_s`` while the run starts up, as building a large engine does."""
+
+    def __init__(self, block_s: float) -> None:
+        super().__init__()
+        self.block_s = block_s
+
+    async def start(self) -> None:
+        time.sleep(self.block_s)  # blocking on purpose: start-up work that holds the loop
+
+    async def evaluate(self, raw: bytes) -> Ranking:
+        return Ranking([], 0, 0, 0)
+
+
+async def test_start_up_holding_the_loop_is_reported_apart_from_the_running_lag(sim: Any, tmp_path: Path) -> None:
+    """The lag figures are what a socket reader waits once streams flow; a one-off start-up block, before any
+    stream is read, is its own figure instead of the run's maximum for ever after."""
+    settings = Settings(data_dir=tmp_path / "data", run=RunSettings(
+        rest_url=sim.url, status_port=0, watchlist_file=tmp_path / "wl.json", scan_interval_s=0.2))
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    app = RunApp(settings, command="watch", console=console, live_view=False, install_signals=False,
+                 evaluator_factory=lambda cycles, rs: SlowStartEvaluator(0.6))
+    task = asyncio.create_task(app.run())
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not (app.state == "running" and app.lag.samples >= 30 and app.messages > 0):
+            assert loop.time() < deadline and not task.done(), app.status()["tasks"]
+            await asyncio.sleep(0.05)
+        assert app.status()["loop_lag_ms"]["startup"] >= 550
+    finally:
+        app.request_stop("test")
+        summary = await asyncio.wait_for(task, 60)
+        console.file.close()
+    assert summary.loop_lag_ms_startup >= 550
+    assert summary.loop_lag_ms_max < 400, summary
+
+
 async def test_live_run_passes_the_gate_and_trades_on_the_simulator(sim: Any, tmp_path: Path) -> None:
     """--live with mode = "live" and the keys in the environment: real orders, through REST, to the simulator
     (which checks KuCoin's signatures); every order the engine reports is in the database and the server."""

@@ -215,6 +215,7 @@ def _print_summary(summary: Any) -> None:
         ("realized PnL (USD, after fees)", f"{summary.realized_pnl_usd:,.4f}"),
         ("event-loop lag p50 / p99 / max", f"{summary.loop_lag_ms_p50:.2f} / {summary.loop_lag_ms_p99:.2f} / "
                                            f"{summary.loop_lag_ms_max:.1f} ms"),
+        ("  start-up held the loop", f"{summary.loop_lag_ms_startup:.1f} ms (before any stream was read)"),
         ("task restarts", f"{summary.task_restarts}"),
     ]
     if summary.mode == "live":

@@ -66,6 +66,11 @@ class RunLagMonitor(LoopLagMonitor):
         super().record(lag_ms)
         self.histogram.add(lag_ms)
 
+    def reset(self) -> None:
+        super().reset()
+        self.histogram = LagHistogram()
+        self._cached_at = -math.inf
+
     def recent(self) -> tuple[float, float]:
         """(p50, p99) of the recent window, in ms."""
         now = time.monotonic()

@@ -30,8 +30,8 @@ SIM = SimSettings(pairs=300, assets=120, hot_pairs=20, mispricing_per_s=20.0, se
 @dataclass
 class Fault:
     kind: str
-    """reject, partial, 429_before, 429_after, timeout_before, timeout_after, timeout_lost, open_push, open_rest,
-    open_push_twice, error"""
+    """reject, partial, 429_before, 429_after, timeout_before, timeout_before_push, timeout_after, timeout_lost,
+    open_push, open_rest, open_push_twice, error"""
     match: Callable[[Order], bool]
     times: int = 1
     fraction: Decimal = Decimal("0.5")
@@ -75,9 +75,13 @@ class FaultyVenue:
                 return fault
         return None
 
-    async def _land_late(self, order: Order, after_s: float) -> OrderResult:
+    async def _land_late(self, order: Order, after_s: float, push: bool = False) -> OrderResult:
         await asyncio.sleep(after_s)
-        return await self._forward(order)
+        result = await self._forward(order)
+        if push and self.push is not None:
+            self.push(OrderUpdate(self.name, order.symbol, order.client_oid, result.status, result.filled_size,
+                                  result.fills, final=True, at=self.inner.now()))
+        return result
 
     async def _forward(self, order: Order) -> OrderResult:
         self.forwarded.append(order.client_oid)
@@ -132,8 +136,9 @@ class FaultyVenue:
         if kind == "429_after":
             await self._forward(order)
             raise RetryableVenueError("kucoin place_order: 429000 too many requests (injected)", retry_after_s=0.001)
-        if kind == "timeout_before":  # the request is on the wire: it lands after hang_s, whatever the client does
-            landing = asyncio.ensure_future(self._land_late(order, fault.hang_s))
+        if kind in ("timeout_before", "timeout_before_push"):
+            # the request is on the wire: it lands after hang_s, whatever the client does (and is pushed)
+            landing = asyncio.ensure_future(self._land_late(order, fault.hang_s, push=kind == "timeout_before_push"))
             self._on_the_wire.add(landing)
             landing.add_done_callback(self._on_the_wire.discard)
             return await asyncio.shield(landing)

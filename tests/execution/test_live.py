@@ -146,6 +146,22 @@ async def test_a_timed_out_order_is_resolved_by_client_oid_without_doubling(kind
     assert ex.results[0].order.client_oid == oid and ex.results[0].status is OrderStatus.FILLED
 
 
+async def test_a_timed_out_order_that_lands_and_is_pushed_ends_the_wait_at_once():
+    # polling every 30 s: only the push can settle the order before the drain gives up (5 s)
+    settings = Settings(sim=SIM, balances={"kucoin": dict(USDT)}, risk={"max_concurrent": 1})
+    venue = FaultyVenue(SimVenue(SIM, speed=0, balances=dict(USDT)))
+    events: list = []
+    engine = make_live(settings, venue, events, poll_interval_s=30.0, resolve_timeout_s=60.0)
+    venue.inject("timeout_before_push", leg_index=0, hang_s=0.2)
+    await drive(engine, venue, lambda: bool(venue.injected) and bool(executions(events)))
+    ex = executions(events)[0]
+    oid = f"{ex.opportunity.id}-L0"
+    assert ex.results[0].status is OrderStatus.FILLED and ex.results[0].fills
+    assert venue.fetched.count(oid) == 1  # the one lookup right after the timeout, before it landed
+    assert [o.client_oid for o in venue.placed].count(oid) == 1
+    assert engine.executor.order_state_stats()["pushed_resolutions"] >= 1  # type: ignore[attr-defined]
+
+
 async def test_a_request_the_venue_never_saw_is_sent_again_once_it_had_time_to_land():
     engine, venue, events = setup("sequential")  # resolve_timeout_s 0.5, poll_interval_s 0.01
     venue.inject("timeout_lost", leg_index=0, hang_s=0.2)

@@ -376,15 +376,27 @@ class LiveExecutor:
         """A request whose fate is unknown (a timeout, a 5xx, a dropped connection) may still land: look the
         order up every ``poll_interval_s`` for ``resolve_timeout_s`` before it may be sent again, so that a
         second order can only follow a first the venue never saw, whether or not it deduplicates client
-        order ids."""
+        order ids. A landed order's final state pushed on the private stream ends the wait at once."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.resolve_timeout_s
-        while loop.time() < deadline:
-            await asyncio.sleep(self.poll_interval_s)
+        while (left := deadline - loop.time()) > 0:
+            await self._wait_for_push(order.client_oid, min(self.poll_interval_s, left))
+            pushed = self._pushed_final(order)
+            if pushed is not None:
+                return pushed
             found = await self._lookup(venue, order, run)
             if found is not None:
                 return found
         return None
+
+    async def _wait_for_push(self, oid: str, timeout_s: float) -> None:
+        """Until a final state of order ``oid`` is pushed (:meth:`on_order_update`), the update source is
+        lost, or ``timeout_s`` passes."""
+        waiter = self._waiting.get(oid)
+        if waiter is None or waiter.done():
+            waiter = self._waiting[oid] = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
 
     async def _lookup(self, venue: Venue, order: Order, run: _Run) -> OrderResult | None:
         """The order as the venue knows it (REST, by client order id); None if unknown or unreachable."""
@@ -418,12 +430,8 @@ class LiveExecutor:
             left = deadline - loop.time()
             if left <= 0:
                 break
-            waiter = self._waiting.get(oid)
-            if waiter is None or waiter.done():
-                waiter = self._waiting[oid] = loop.create_future()
             if wait:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(waiter), min(self.poll_interval_s, left))
+                await self._wait_for_push(oid, min(self.poll_interval_s, left))
             wait = True
             pushed = self._pushed_final(order)
             if pushed is not None:

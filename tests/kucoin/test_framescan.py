@@ -155,7 +155,7 @@ def _ticker_with(value: str) -> bytes:
 @example("123456789012345.6", False)
 def test_prices_and_sizes_are_the_floats_float_makes_of_their_text(text: str, quoted: bool) -> None:
     """float() rounds correctly: the oracle. A number the scanner does not take is msgspec's to read."""
-    update = _framescan.ticker_all(_ticker_with(json.dumps(text) if quoted else text), "kucoin", 1.0, BookUpdate)
+    update = _framescan.scan(_ticker_with(json.dumps(text) if quoted else text), "kucoin", 1.0, BookUpdate)
     if update is None:
         return
     expected = float(text)
@@ -166,7 +166,7 @@ def test_prices_and_sizes_are_the_floats_float_makes_of_their_text(text: str, qu
 @settings(max_examples=500, deadline=None)
 @given(kucoin_decimal)
 def test_every_number_kucoin_writes_is_read_by_the_scanner(text: str) -> None:
-    update = _framescan.ticker_all(_ticker_with(json.dumps(text)), "kucoin", 1.0, BookUpdate)
+    update = _framescan.scan(_ticker_with(json.dumps(text)), "kucoin", 1.0, BookUpdate)
     assert update is not None and update.asks == ((float(text), 1.0),)
 
 
@@ -178,8 +178,8 @@ def test_kucoin_frames_are_read_by_the_scanner_not_handed_to_msgspec() -> None:
     depth = (b'{"topic":"/spotMarket/level2Depth5:BTC-USDT","type":"message","subject":"level2","data":{"asks":'
              b'[["67996.7","1.14213262"],["67996.8","0.21748212"]],"bids":[["67996.6","0.37969491"],'
              b'["67995.3","0.20779746"]],"timestamp":1729822226746}}')
-    t = _framescan.ticker_all(ticker, "kucoin", 3.5, BookUpdate)
-    d = _framescan.depth(depth, "kucoin", 3.5, BookUpdate)
+    t = _framescan.scan(ticker, "kucoin", 3.5, BookUpdate)
+    d = _framescan.scan(depth, "kucoin", 3.5, BookUpdate)
     assert t == BookUpdate("kucoin", "BTC-USDT", ((67218.6, 0.01045638),), ((67218.7, 1.92318539),),
                            14691455768, 1729757723612, 3.5)
     assert d == BookUpdate("kucoin", "BTC-USDT", ((67996.6, 0.37969491), (67995.3, 0.20779746)),
@@ -200,10 +200,32 @@ def test_a_depth_push_over_the_scanners_level_cap_is_msgspecs_to_read() -> None:
     rows = ",".join(f'["{100 + i}","1"]' for i in range(600))
     raw = ('{"topic":"/spotMarket/level2Depth50:X-Y","type":"message","subject":"level2","data":{"asks":[' + rows +
            '],"bids":[],"timestamp":1}}').encode()
-    assert _framescan.depth(raw, "kucoin", 1.0, BookUpdate) is None
+    assert _framescan.scan(raw, "kucoin", 1.0, BookUpdate) is None
     assert len(_same(raw).asks) == 600
 
 
 def test_the_scanner_refuses_what_is_not_bytes() -> None:
     with pytest.raises(TypeError, match="raw: bytes"):
         _framescan.scan("{}", "kucoin", 1.0, BookUpdate)
+
+
+def test_running_out_of_memory_while_building_an_update_raises_memory_error() -> None:
+    """Every allocation the scanner makes may fail: the error must propagate as itself, not as a SystemError
+    ("returned a result with an exception set") from a None returned with the error still set."""
+    testcapi = pytest.importorskip("_testcapi", reason="CPython's _testcapi injects allocation failures")
+    raw = (b'{"topic":"/market/ticker:all","type":"message","subject":"BTC-USDT","data":{"bestAsk":"x",'
+           b'"bestAskSize":"1","bestBid":"67218.6","bestBidSize":"0.5"}}')
+    outcomes = []
+    for k in range(12):
+        # empty the float and small-tuple free lists, so that the scanner's objects come from the allocator
+        drained = [float(i) + 0.5 for i in range(500)] + [(i, i) for i in range(2500)] + [(i,) for i in range(2500)]
+        testcapi.set_nomemory(k, k + 1)
+        try:
+            outcomes.append(_framescan.scan(raw, "kucoin", 1.25, BookUpdate))
+        except MemoryError:
+            outcomes.append(MemoryError)
+        finally:
+            testcapi.remove_mem_hooks()
+        del drained
+    assert MemoryError in outcomes  # the failing allocations were the scanner's
+    assert all(o is None or o is MemoryError for o in outcomes)

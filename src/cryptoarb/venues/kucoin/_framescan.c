@@ -1,13 +1,12 @@
 /* A scanner for KuCoin's two hottest market-data frames: /market/ticker:all (~12,500 a second for the whole
  * market) and /spotMarket/level2Depth5/50 (100 levels each). Used by cryptoarb.venues.kucoin.codec.
  *
- *   scan(raw, venue, received_at, update_type): one of the two below by the frame's head, else None
- *   ticker_all(raw, venue, received_at, update_type)
- *       -> update_type(venue, subject, bids, asks, sequence, time, received_at)
- *   depth(raw, venue, received_at, update_type)
- *       -> update_type(venue, symbol, bids, asks, timestamp, timestamp, received_at)
+ *   scan(raw, venue, received_at, update_type), by the frame's head:
+ *       ticker:all -> update_type(venue, subject, bids, asks, sequence, time, received_at)
+ *       depth      -> update_type(venue, symbol, bids, asks, timestamp, timestamp, received_at)
+ *       any other  -> None
  *
- * Each returns None when the frame is not one it is sure of. None says nothing about the frame: the
+ * It returns None when the frame is not one it is sure of. None says nothing about the frame: the
  * caller then decodes it with msgspec, which decides, and raises on a malformed frame. So this scanner
  * only needs to be right about what it accepts, and it accepts little:
  *
@@ -378,29 +377,19 @@ static PyObject *
 build_update(PyObject *const *args, const Value *symbol, PyObject *bids, PyObject *asks, long long sequence,
              long long time_ms)
 {
-    /* steals bids and asks */
-    PyObject *call[7] = {Py_NewRef(args[1]), NULL, bids, asks, NULL, NULL, Py_NewRef(args[2])};
+    /* steals bids and asks (not NULL); venue and received_at are the caller's, borrowed for the call */
+    PyObject *call[7] = {args[1], NULL, bids, asks, NULL, NULL, args[2]};
     PyObject *result = NULL;
-    call[1] = PyUnicode_FromStringAndSize(symbol->start, symbol->len); /* ASCII: checked while scanning */
-    call[4] = PyLong_FromLongLong(sequence);
-    call[5] = PyLong_FromLongLong(time_ms);
-    if (call[1] && call[2] && call[3] && call[4] && call[5]) {
+    if ((call[1] = PyUnicode_FromStringAndSize(symbol->start, symbol->len)) != NULL /* ASCII: checked */
+        && (call[4] = PyLong_FromLongLong(sequence)) != NULL && (call[5] = PyLong_FromLongLong(time_ms)) != NULL) {
         result = PyObject_Vectorcall(args[3], call, 7, NULL);
     }
-    for (int i = 0; i < 7; i++) {
-        Py_XDECREF(call[i]);
-    }
+    Py_XDECREF(call[1]);
+    Py_DECREF(bids);
+    Py_DECREF(asks);
+    Py_XDECREF(call[4]);
+    Py_XDECREF(call[5]);
     return result;
-}
-
-static int
-check_args(const char *name, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 4 || !PyBytes_CheckExact(args[0])) {
-        PyErr_Format(PyExc_TypeError, "%s(raw: bytes, venue, received_at, update_type)", name);
-        return 0;
-    }
-    return 1;
 }
 
 /* -- /market/ticker:all ------------------------------------------------------------------------------ */
@@ -454,11 +443,8 @@ top_side(const Value *price, const Value *size, PyObject **side)
 }
 
 static PyObject *
-ticker_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+ticker_all(PyObject *const *args)
 {
-    if (!check_args("ticker_all", args, nargs)) {
-        return NULL;
-    }
     Cursor c = {PyBytes_AS_STRING(args[0]), PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0])};
     Value fields[T_FIELDS], topic = {0}, subject = {0};
     memset(fields, 0, sizeof(fields));
@@ -472,9 +458,16 @@ ticker_all(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (!top_side(&fields[T_BID], &fields[T_BID_SIZE], &bids)) {
         Py_RETURN_NONE;
     }
+    if (bids == NULL) {
+        return NULL; /* out of memory: the error is set */
+    }
     if (!top_side(&fields[T_ASK], &fields[T_ASK_SIZE], &asks)) {
-        Py_XDECREF(bids);
+        Py_DECREF(bids);
         Py_RETURN_NONE;
+    }
+    if (asks == NULL) {
+        Py_DECREF(bids);
+        return NULL;
     }
     return build_update(args, &subject, bids, asks, sequence, time_ms);
 }
@@ -554,11 +547,8 @@ scan_depth_data(Cursor *c, void *ctx)
 }
 
 static PyObject *
-depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+depth(PyObject *const *args)
 {
-    if (!check_args("depth", args, nargs)) {
-        return NULL;
-    }
     Cursor c = {PyBytes_AS_STRING(args[0]), PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0])};
     DepthData d = {0};
     Value topic = {0}, subject = {0};
@@ -586,19 +576,20 @@ depth(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 
 /* KuCoin writes "topic" first: a frame that does not start with one of these heads is not the scanner's. */
 static PyObject *
-scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (!check_args("scan", args, nargs)) {
+    if (nargs != 4 || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan(raw: bytes, venue, received_at, update_type)");
         return NULL;
     }
     const char *s = PyBytes_AS_STRING(args[0]);
     Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
     if (HAS_PREFIX(s, n, "{\"topic\":\"/market/ticker:all\"")) {
-        return ticker_all(module, args, nargs);
+        return ticker_all(args);
     }
     if (HAS_PREFIX(s, n, "{\"topic\":\"/spotMarket/level2Depth50:")
         || HAS_PREFIX(s, n, "{\"topic\":\"/spotMarket/level2Depth5:")) {
-        return depth(module, args, nargs);
+        return depth(args);
     }
     Py_RETURN_NONE;
 }
@@ -607,12 +598,6 @@ static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(raw, venue, received_at, update_type) -> the update of a ticker:all or level2Depth5/50 frame, or "
      "None for any other frame and any frame to decode with msgspec."},
-    {"ticker_all", (PyCFunction)(void (*)(void))ticker_all, METH_FASTCALL,
-     "ticker_all(raw, venue, received_at, update_type) -> the update of a /market/ticker:all frame, or None "
-     "to decode it with msgspec."},
-    {"depth", (PyCFunction)(void (*)(void))depth, METH_FASTCALL,
-     "depth(raw, venue, received_at, update_type) -> the update of a level2Depth5/50 frame, or None to decode "
-     "it with msgspec."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,6 +28,7 @@ from cryptoarb.config import RunSettings, Settings
 from cryptoarb.run.runner import RunApp
 from cryptoarb.run.scanner import Ranking
 from cryptoarb.run.watchlist import read_watchlist
+from cryptoarb.venues.kucoin.codec import FAST_SCAN
 
 pytestmark = pytest.mark.slow
 
@@ -119,6 +120,7 @@ async def test_run_paper_against_the_simulator_then_sigterm(sim: Any, tmp_path: 
         assert {c["kind"] for c in kucoin["websocket"]["connections"]} == {"tickers", "depth"}
         assert kucoin["websocket"]["reads"]["sliced_connections"] >= 2
         assert doc["books"]["total"] == 1250 and doc["books"]["tradeable"] > 1000
+        assert doc["market_data"]["frame_scanner"] is FAST_SCAN  # the C scanner reads the hot frames where built
         assert doc["loop_lag_ms"]["samples"] > 0 and doc["loop_lag_ms"]["p99"] >= doc["loop_lag_ms"]["p50"]
         assert {"detected", "executed", "rejected_by_reason"} <= set(doc["opportunities"])
         assert {"realized_usd", "trades"} <= set(doc["pnl"])

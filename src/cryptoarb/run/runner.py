@@ -69,6 +69,7 @@ from cryptoarb.run.view import ThreadedStatusView
 from cryptoarb.run.watchlist import Watchlist, WatchlistError, iso_utc, read_watchlist, remove_stale_temps
 from cryptoarb.status import EngineStatus
 from cryptoarb.stopsignals import on_stop_signals
+from cryptoarb.venues.kucoin.codec import FAST_SCAN
 from cryptoarb.venues.kucoin.limits import Backoff
 from cryptoarb.venues.kucoin.private_ws import PrivateWsOptions, fee_rates
 from cryptoarb.venues.kucoin.rest import KucoinAuthError, KucoinRest
@@ -732,7 +733,7 @@ class RunApp:
             "market_data": {"messages": self.messages, "messages_per_s": round(self.message_rate.rate(), 1),
                             "updates_applied": counters.updates if counters else 0, "dropped": dropped,
                             "reconnects": totals.get("reconnects", 0), "resyncs": totals.get("resyncs", 0),
-                            "gaps": totals.get("gaps", 0)},
+                            "gaps": totals.get("gaps", 0), "frame_scanner": FAST_SCAN},
             "loop_lag_ms": {"p50": round(lag_p50, 3), "p99": round(lag_p99, 3), "max": round(self.lag.max_ms, 3),
                             "samples": self.lag.samples, "window_s": round(self.lag.interval_s * self.lag.window),
                             "startup": round(self.lag.before_reset_max_ms, 3)},

@@ -54,12 +54,13 @@ MarketKey = tuple[str, str]
 """(venue, symbol)"""
 
 Level = tuple[float, float]
+"""(price, size)"""
 
 WireNumber = Annotated[float, msgspec.Meta(ge=0.0, le=sys.float_info.max)]
 """A price or size as a venue codec reads it: never negative, NaN or infinite. msgspec's ``strict=False``,
 which turns decimal strings into floats, reads "nan" and "inf" too; a frame carrying one is malformed."""
 WireLevel = tuple[WireNumber, WireNumber]
-"""(price, size)"""
+"""A :data:`Level` as a venue codec reads it."""
 
 
 class BookUpdate(msgspec.Struct, frozen=True, gc=False):

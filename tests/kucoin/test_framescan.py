@@ -30,6 +30,13 @@ if FAST_SCAN:
 
 FAST, SLOW = KucoinCodec(), KucoinCodec(fast_scan=False)
 
+KUCOIN_TICKER = (b'{"topic":"/market/ticker:all","type":"message","subject":"BTC-USDT","data":{"bestAsk":"67218.7",'
+                 b'"bestAskSize":"1.92318539","bestBid":"67218.6","bestBidSize":"0.01045638","price":"67220",'
+                 b'"sequence":"14691455768","size":"0.00004316","time":1729757723612}}')
+KUCOIN_DEPTH = (b'{"topic":"/spotMarket/level2Depth5:BTC-USDT","type":"message","subject":"level2","data":{"asks":'
+                b'[["67996.7","1.14213262"],["67996.8","0.21748212"]],"bids":[["67996.6","0.37969491"],'
+                b'["67995.3","0.20779746"]],"timestamp":1729822226746}}')
+
 
 def _outcome(codec: KucoinCodec, raw: bytes) -> Any:
     try:
@@ -172,22 +179,21 @@ def test_every_number_kucoin_writes_is_read_by_the_scanner(text: str) -> None:
 
 def test_kucoin_frames_are_read_by_the_scanner_not_handed_to_msgspec() -> None:
     """The speed claim rests on this: KuCoin's documented frames are the scanner's, not the fallback's."""
-    ticker = (b'{"topic":"/market/ticker:all","type":"message","subject":"BTC-USDT","data":{"bestAsk":"67218.7",'
-              b'"bestAskSize":"1.92318539","bestBid":"67218.6","bestBidSize":"0.01045638","price":"67220",'
-              b'"sequence":"14691455768","size":"0.00004316","time":1729757723612}}')
-    depth = (b'{"topic":"/spotMarket/level2Depth5:BTC-USDT","type":"message","subject":"level2","data":{"asks":'
-             b'[["67996.7","1.14213262"],["67996.8","0.21748212"]],"bids":[["67996.6","0.37969491"],'
-             b'["67995.3","0.20779746"]],"timestamp":1729822226746}}')
-    t = _framescan.scan(ticker, "kucoin", 3.5, BookUpdate)
-    d = _framescan.scan(depth, "kucoin", 3.5, BookUpdate)
+    t = _framescan.scan(KUCOIN_TICKER, "kucoin", 3.5, BookUpdate)
+    d = _framescan.scan(KUCOIN_DEPTH, "kucoin", 3.5, BookUpdate)
     assert t == BookUpdate("kucoin", "BTC-USDT", ((67218.6, 0.01045638),), ((67218.7, 1.92318539),),
                            14691455768, 1729757723612, 3.5)
     assert d == BookUpdate("kucoin", "BTC-USDT", ((67996.6, 0.37969491), (67995.3, 0.20779746)),
                            ((67996.7, 1.14213262), (67996.8, 0.21748212)), 1729822226746, 1729822226746, 3.5)
-    assert _framescan.scan(ticker, "kucoin", 3.5, BookUpdate) == t
-    assert _framescan.scan(depth, "kucoin", 3.5, BookUpdate) == d
-    assert FAST.decode(ticker, 3.5) == t == SLOW.decode(ticker, 3.5)
-    assert FAST.decode(depth, 3.5) == d == SLOW.decode(depth, 3.5)
+    assert FAST.decode(KUCOIN_TICKER, 3.5) == t == SLOW.decode(KUCOIN_TICKER, 3.5)
+    assert FAST.decode(KUCOIN_DEPTH, 3.5) == d == SLOW.decode(KUCOIN_DEPTH, 3.5)
+
+
+@pytest.mark.parametrize("tail", [b"}", b"x", b",{}", b" ", b"\n", b"\x00"])
+@pytest.mark.parametrize("frame", [KUCOIN_TICKER, KUCOIN_DEPTH], ids=["ticker", "depth"])
+def test_bytes_after_the_frame_are_msgspecs_to_judge(frame: bytes, tail: bytes) -> None:
+    assert _framescan.scan(frame + tail, "kucoin", 1.0, BookUpdate) is None
+    _same(frame + tail)
 
 
 def test_frames_of_other_topics_are_left_to_msgspec() -> None:

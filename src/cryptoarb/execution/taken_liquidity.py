@@ -118,8 +118,8 @@ class TakenLiquidity:
                 del owed[price]
             if not owed:
                 del self._owed[key]
-                venue, symbol, _ = key
-                if (venue, symbol, not key[2]) not in self._owed:
+                venue, symbol, buy = key
+                if (venue, symbol, not buy) not in self._owed:
                     self.markets.discard((venue, symbol))
                 return None
         return owed

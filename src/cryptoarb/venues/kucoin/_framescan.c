@@ -288,52 +288,6 @@ pair(double price, double size)
 
 /* -- the envelope ------------------------------------------------------------------------------------ */
 
-typedef int (*DataScanner)(Cursor *c, void *ctx);
-
-/* The top-level object: topic, type and subject strings, and data read by scan_data. */
-static int
-scan_envelope(Cursor *c, DataScanner scan_data, void *ctx, Value *topic, Value *subject)
-{
-    int seen_type = 0, seen_data = 0;
-    if (!expect(c, '{')) {
-        return 0;
-    }
-    for (;;) {
-        const char *k;
-        Py_ssize_t n;
-        if (!expect(c, '"') || !read_string(c, &k, &n) || !expect(c, ':')) {
-            return 0;
-        }
-        if (KEY_IS(k, n, "data")) {
-            if (seen_data++ || !scan_data(c, ctx)) {
-                return 0;
-            }
-        }
-        else {
-            Value v;
-            if (!read_value(c, &v) || !v.quoted) {
-                return 0;
-            }
-            Value *slot = KEY_IS(k, n, "topic") ? topic : KEY_IS(k, n, "subject") ? subject : NULL;
-            if (slot != NULL) {
-                if (slot->start != NULL) {
-                    return 0; /* a duplicate key: leave the choice to msgspec */
-                }
-                *slot = v;
-            }
-            else if (!KEY_IS(k, n, "type") || seen_type++) {
-                return 0;
-            }
-        }
-        if (expect(c, '}')) {
-            return c->p == c->end && seen_data && topic->start != NULL;
-        }
-        if (!expect(c, ',')) {
-            return 0;
-        }
-    }
-}
-
 /* The body of an object: for each key, read_field(ctx, key, n, c) reads the value and returns 1, or 0 to fail. */
 typedef int (*FieldReader)(void *ctx, const char *key, Py_ssize_t n, Cursor *c);
 
@@ -359,6 +313,44 @@ scan_object(Cursor *c, FieldReader read_field, void *ctx)
             return 0;
         }
     }
+}
+
+typedef struct {
+    FieldReader read_data;
+    void *data;
+    Value *topic, *subject;
+    int seen_type, seen_data;
+} Envelope;
+
+/* One top-level field: topic, type and subject are strings, each once; data is an object read by read_data. */
+static int
+read_envelope_field(void *ctx, const char *k, Py_ssize_t n, Cursor *c)
+{
+    Envelope *env = ctx;
+    if (KEY_IS(k, n, "data")) {
+        return !env->seen_data++ && scan_object(c, env->read_data, env->data);
+    }
+    Value v;
+    if (!read_value(c, &v) || !v.quoted) {
+        return 0;
+    }
+    Value *slot = KEY_IS(k, n, "topic") ? env->topic : KEY_IS(k, n, "subject") ? env->subject : NULL;
+    if (slot == NULL) {
+        return KEY_IS(k, n, "type") && !env->seen_type++;
+    }
+    if (slot->start != NULL) {
+        return 0; /* a duplicate key: leave the choice to msgspec */
+    }
+    *slot = v;
+    return 1;
+}
+
+/* The whole frame: one object with a topic and data, whose fields read_data reads, and nothing after it. */
+static int
+scan_envelope(Cursor *c, FieldReader read_data, void *data, Value *topic, Value *subject)
+{
+    Envelope env = {read_data, data, topic, subject, 0, 0};
+    return scan_object(c, read_envelope_field, &env) && c->p == c->end && env.seen_data && topic->start != NULL;
 }
 
 /* Read a scalar into *slot, once. */
@@ -411,12 +403,6 @@ read_ticker_field(void *ctx, const char *k, Py_ssize_t n, Cursor *c)
     return read_once(c, slot);
 }
 
-static int
-scan_ticker_data(Cursor *c, void *ctx)
-{
-    return scan_object(c, read_ticker_field, ctx);
-}
-
 /* One side's top level: empty where the price or the size is absent, null or zero, as codec.py decides.
  * Returns 0 on a value that is not a number, else 1 with *side set (NULL on a Python error). */
 static int
@@ -449,7 +435,7 @@ ticker_all(PyObject *const *args)
     Value fields[T_FIELDS], topic = {0}, subject = {0};
     memset(fields, 0, sizeof(fields));
     long long sequence, time_ms;
-    if (!scan_envelope(&c, scan_ticker_data, fields, &topic, &subject) || subject.start == NULL
+    if (!scan_envelope(&c, read_ticker_field, fields, &topic, &subject) || subject.start == NULL
         || !KEY_IS(topic.start, topic.len, "/market/ticker:all") || !parse_int(&fields[T_SEQUENCE], &sequence)
         || !parse_int(&fields[T_TIME], &time_ms)) {
         Py_RETURN_NONE;
@@ -540,12 +526,6 @@ read_depth_field(void *ctx, const char *k, Py_ssize_t n, Cursor *c)
     return read_once(c, KEY_IS(k, n, "timestamp") ? &d->timestamp : &skipped);
 }
 
-static int
-scan_depth_data(Cursor *c, void *ctx)
-{
-    return scan_object(c, read_depth_field, ctx);
-}
-
 static PyObject *
 depth(PyObject *const *args)
 {
@@ -553,7 +533,7 @@ depth(PyObject *const *args)
     DepthData d = {0};
     Value topic = {0}, subject = {0};
     long long timestamp;
-    int ok = scan_envelope(&c, scan_depth_data, &d, &topic, &subject) && parse_int(&d.timestamp, &timestamp);
+    int ok = scan_envelope(&c, read_depth_field, &d, &topic, &subject) && parse_int(&d.timestamp, &timestamp);
     if (!ok || d.failed) {
         Py_XDECREF(d.bids);
         Py_XDECREF(d.asks);

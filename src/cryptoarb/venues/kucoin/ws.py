@@ -278,7 +278,7 @@ class KucoinMarketData:
         self._running = True
         if not FAST_SCAN:
             log.warning("kucoin ws: the C frame scanner was not built (no C compiler when cryptoarb was installed):"
-                        " msgspec decodes every frame, ~25%% slower on ticker:all and depth")
+                        " msgspec decodes every frame, ~40%% slower on ticker:all and depth")
         for slot in self._slots:
             self._start(slot)
         if self.options.depth_lag_s > 0:
